@@ -1,0 +1,127 @@
+"""One registry recipe for every kind of component.
+
+A component is a *factory*: a function whose parameters are its configuration and whose return
+value is the object that does the work. Registering it records its name; creating it records
+the arguments, so a YAML node, a trace line and a Python call all name it the same way::
+
+    @strategies.register("best_of_n")
+    def best_of_n(n: int = 8, verifier: str | None = None) -> Strategy: ...
+
+    strategies.create("best_of_n", n=4)          # validated against the signature
+
+Third-party packages add components through the entry-point group ``forkpath.<kind>``
+(e.g. ``forkpath.strategies``); entry points are loaded the first time a name is missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from forkpath._errors import ConfigError, UnknownNameError
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Registered(BaseModel):
+    """How a component was made: the registry name and the arguments given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+
+
+class Registry(Generic[T]):
+    """Factories of one kind, by name."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._factories: dict[str, Callable[..., T]] = {}
+        self._entry_points_loaded = False
+
+    def register(self, name: str | None = None) -> Callable[[F], F]:
+        """Decorator: register a factory under ``name`` (default: its function name)."""
+
+        def decorate(factory: F) -> F:
+            key = name or factory.__name__
+            if key in self._factories and self._factories[key] is not factory:
+                raise ConfigError(f"{self.kind} {key!r} is registered twice")
+            self._factories[key] = factory
+            return factory
+
+        return decorate
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._factories)
+
+    def get(self, name: str) -> Callable[..., T]:
+        """The factory registered as ``name``; raises :class:`UnknownNameError` naming close matches."""
+        if name not in self._factories:
+            self._load_entry_points()
+        try:
+            return self._factories[name]
+        except KeyError:
+            raise UnknownNameError(self._unknown_message(name)) from None
+
+    def params_model(self, name: str) -> type[BaseModel]:
+        """A pydantic model of the factory's parameters (``extra="forbid"``), for validation and docs."""
+        factory = self.get(name)
+        fields: dict[str, Any] = {}
+        for pname, param in inspect.signature(factory).parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
+            default = param.default if param.default is not inspect.Parameter.empty else ...
+            fields[pname] = (annotation, default)
+        model: type[BaseModel] = create_model(
+            f"{name}_params",
+            __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+            **fields,
+        )
+        return model
+
+    def validate(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Check ``params`` against the factory's signature; raise :class:`ConfigError` if wrong."""
+        try:
+            validated = self.params_model(name).model_validate(params)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}" for err in e.errors()
+            )
+            raise ConfigError(f"{self.kind} {name!r}: {problems}") from None
+        return {k: getattr(validated, k) for k in params}
+
+    def create(self, name: str, **params: Any) -> T:
+        """Validate ``params`` and call the factory."""
+        factory = self.get(name)
+        validated = self.validate(name, params)
+        made = factory(**validated)
+        # Plain functions and frozen objects cannot carry it; they are still valid components.
+        with contextlib.suppress(AttributeError, TypeError):
+            made.registered = Registered(kind=self.kind, name=name, params=params)  # type: ignore[attr-defined]
+        return made
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for ep in entry_points(group=f"forkpath.{self.kind}"):
+            if ep.name not in self._factories:
+                self._factories[ep.name] = ep.load()
+
+    def _unknown_message(self, name: str) -> str:
+        import difflib
+
+        known = sorted(self._factories)
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known) or 'none'}"
+        return f"unknown {self.kind} {name!r}{hint}"

@@ -1,0 +1,202 @@
+"""The one base class every model backend implements.
+
+A backend implements :meth:`Model._generate` (one request in, one result out) and declares its
+:class:`ModelCapabilities`. The public :meth:`Model.generate` wraps that with what every backend
+shares: the generation cache, retries of transient failures, a concurrency limit, latency and
+usage accounting. Backends that expose token-level state (local GGUF models, the fake model)
+also implement :class:`TokenModel`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from forkpath._errors import CapabilityError, is_retryable
+from forkpath.models._types import GenerateRequest, GenerateResult, ModelCapabilities
+from forkpath.models._usage import record_usage
+
+
+class RetryPolicy(BaseModel):
+    """How transient failures (rate limit, timeout, connection, 5xx) are retried."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=4, ge=1)
+    """Attempts in all, the first included."""
+    initial_wait_s: float = Field(default=0.5, ge=0)
+    """First backoff; doubles per attempt, with jitter."""
+    max_wait_s: float = Field(default=8.0, ge=0)
+    """Cap on one backoff."""
+
+
+@runtime_checkable
+class GenerationCache(Protocol):
+    """Where :meth:`Model.generate` looks up and stores results by canonical request key."""
+
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+
+    async def put(self, key: str, value: dict[str, Any]) -> None: ...
+
+
+class Model(ABC):
+    """A model that generates text; subclasses implement :meth:`_generate`.
+
+    Args:
+        model_id: the name this model is known by (``local/smollm2-135m``, ``openai/gpt-4o``).
+        capabilities: what it can return.
+        max_concurrency: calls in flight at once through this instance.
+        retry: retry policy for transient failures.
+        cache: optional generation cache (the store's); ``None`` disables caching.
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        capabilities: ModelCapabilities,
+        *,
+        max_concurrency: int = 4,
+        retry: RetryPolicy | None = None,
+        cache: GenerationCache | None = None,
+    ) -> None:
+        self.id = model_id
+        self.capabilities = capabilities
+        self.retry = retry or RetryPolicy()
+        self.cache = cache
+        self.max_concurrency = max_concurrency
+        # One semaphore per event loop: a model may outlive a loop (run_sync twice, a test per loop).
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
+
+    @abstractmethod
+    async def _generate(self, request: GenerateRequest) -> GenerateResult:
+        """Run one request against the backend; raise errors from :mod:`forkpath._errors`."""
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        """Generate for one request, through the cache, retries and the concurrency limit."""
+        self.check_request(request)
+        key = request.cache_key(self.id) if self.cache is not None else None
+        if self.cache is not None and key is not None:
+            hit = await self.cache.get(key)
+            if hit is not None:
+                result = GenerateResult.model_validate(hit).model_copy(
+                    update={"cached": True, "latency_s": 0.0}
+                )
+                result.usage = result.usage.model_copy(
+                    update={
+                        "calls": 0,
+                        "prompt_tokens": 0,
+                        "completion_tokens": 0,
+                        "cost": 0.0,
+                        "cached_calls": 1,
+                    }
+                )
+                record_usage(result)
+                return result
+        result = await self._generate_with_retries(request)
+        if self.cache is not None and key is not None:
+            await self.cache.put(key, result.model_dump(mode="json"))
+        record_usage(result)
+        return result
+
+    async def generate_n(self, request: GenerateRequest, n: int) -> list[GenerateResult]:
+        """N samples of one request: sample indexes ``request.sample_index .. + n - 1``."""
+        requests = [request.model_copy(update={"sample_index": request.sample_index + i}) for i in range(n)]
+        return list(await asyncio.gather(*(self.generate(r) for r in requests)))
+
+    async def _generate_with_retries(self, request: GenerateRequest) -> GenerateResult:
+        policy = self.retry
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=wait_exponential_jitter(initial=policy.initial_wait_s, max=policy.max_wait_s),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self._semaphore():
+                    started = time.perf_counter()
+                    result = await self._generate(request)
+                    result.latency_s = time.perf_counter() - started
+        return result
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:
+            semaphore = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
+        return semaphore
+
+    def check_request(self, request: GenerateRequest) -> None:
+        """Raise :class:`CapabilityError` if this model cannot serve ``request``."""
+        caps = self.capabilities
+        if request.top_logprobs > caps.top_logprobs:
+            have = f"at most {caps.top_logprobs}" if caps.top_logprobs else "none"
+            raise CapabilityError(
+                f"model {self.id} cannot return {request.top_logprobs} top logprobs per token ({have})"
+            )
+        if request.logprobs and not caps.logprobs:
+            raise CapabilityError(f"model {self.id} does not return token logprobs")
+        if request.prompt_tokens is not None and not isinstance(self, TokenModel):
+            raise CapabilityError(f"model {self.id} cannot continue a token-id prefix (no tokenizer access)")
+        if request.is_continuation and not caps.prefix_continuation:
+            raise CapabilityError(f"model {self.id} cannot continue a prefix (chat-only endpoint)")
+
+    def require(self, needs: ModelCapabilities, *, by: str) -> None:
+        """Fail at configuration time if this model lacks what ``by`` (a component name) needs."""
+        caps = self.capabilities
+        missing: list[str] = []
+        if needs.logprobs and not caps.logprobs:
+            missing.append("token logprobs")
+        if needs.top_logprobs > caps.top_logprobs:
+            missing.append(f"top-{needs.top_logprobs} logprobs (has {caps.top_logprobs})")
+        if needs.full_distribution and not caps.full_distribution:
+            missing.append("the full next-token distribution")
+        if needs.prefix_continuation and not caps.prefix_continuation:
+            missing.append("prefix continuation")
+        if needs.prompt_scoring and not caps.prompt_scoring:
+            missing.append("prompt scoring")
+        if missing:
+            raise CapabilityError(f"{by} needs {', '.join(missing)}, which model {self.id} does not provide")
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release what the backend holds (servers, threads)."""
+
+
+@runtime_checkable
+class TokenModel(Protocol):
+    """Token-level access: local GGUF models and the fake model (capabilities C3 and C4)."""
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    async def next_token_logprobs(self, prefix: Sequence[int]) -> np.ndarray:
+        """Log-probabilities over the whole vocabulary of the token after ``prefix``."""
+        ...
+
+    def chat_prefix(self, messages: Sequence[Any]) -> list[int]:
+        """Token ids of the chat template applied to ``messages``, ready for generation."""
+        ...
+
+
+def require_shared_tokenizer(a: Model, b: Model, *, by: str) -> None:
+    """Fail unless ``a`` and ``b`` have the same vocabulary (token-level mixing needs it)."""
+    ta, tb = a.capabilities.tokenizer_id, b.capabilities.tokenizer_id
+    if ta is None or tb is None or ta != tb:
+        raise CapabilityError(
+            f"{by} needs two models with a shared tokenizer; {a.id} has {ta or 'an unknown tokenizer'}, "
+            f"{b.id} has {tb or 'an unknown tokenizer'}"
+        )

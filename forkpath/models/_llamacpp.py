@@ -1,0 +1,319 @@
+"""Backend ``llamacpp``: a GGUF model in-process through llama-cpp-python.
+
+Why a decode loop of our own: llama-cpp-python's logprobs path needs ``logits_all=True``, which
+keeps every position's logits and runs about ten times slower. We read only the last position's
+logits (``llama_get_logits_ith(ctx, -1)``, a view, no copy), which gives top-k logprobs and the
+entropy of the full distribution at plain-generation speed.
+
+One :class:`_Engine` per (file, context size) is loaded per process and shared by every
+:class:`LlamaCppModel` on it. All work on an engine runs on its single-thread executor, so
+concurrent callers are serialised without sharing llama.cpp state across threads. The engine
+keeps the tokens in its KV cache (``Llama.input_ids[:n_tokens]``); a call whose prompt shares a
+prefix with the previous one evaluates only the new suffix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forkpath._errors import ContextWindowError, ModelError, ModelNotFoundError
+from forkpath.models._base import Model
+from forkpath.models._types import (
+    FinishReason,
+    GenerateRequest,
+    GenerateResult,
+    Message,
+    ModelCapabilities,
+    TokenInfo,
+    TopLogprob,
+    Usage,
+)
+from forkpath.models._uncertainty import log_softmax
+
+MAX_TOP_LOGPROBS = 100
+
+
+class _Engine:
+    """One loaded llama.cpp model and context, driven from one thread."""
+
+    def __init__(self, path: Path, n_ctx: int, n_threads: int | None) -> None:
+        import llama_cpp
+
+        self.llama_cpp = llama_cpp
+        self.path = path
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count() or 1,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise ModelNotFoundError(f"cannot load GGUF file {path}: {e}") from e
+        self.n_vocab = self.llm.n_vocab()
+        self.n_ctx = min(n_ctx, self.llm.n_ctx(), len(self.llm.input_ids))
+        self.eos = self.llm.token_eos()
+        self.eot = {self.eos, *self._end_tokens()}
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llamacpp-{path.stem}")
+        self.chat_formatter = self._chat_formatter()
+
+    def _end_tokens(self) -> set[int]:
+        ends: set[int] = set()
+        for text in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+            ids = self.llm.tokenize(text.encode(), add_bos=False, special=True)
+            if len(ids) == 1:
+                ends.add(ids[0])
+        return ends
+
+    def _chat_formatter(self) -> Any:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+
+        def piece(token: int) -> str:
+            return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+        bos = self.llm.token_bos()
+        return Jinja2ChatFormatter(
+            template=template, eos_token=piece(self.eos), bos_token=piece(bos) if bos >= 0 else ""
+        )
+
+    # -- runs on the engine thread ---------------------------------------------------------------
+    def eval_prefix(self, tokens: Sequence[int]) -> np.ndarray:
+        """Bring the context to exactly ``tokens``, reusing the cached prefix; return last logits."""
+        if not tokens:
+            raise ModelError("cannot evaluate an empty prefix")
+        if len(tokens) >= self.n_ctx:
+            raise ContextWindowError(f"{len(tokens)} tokens do not fit the context of {self.n_ctx}")
+        cached = self.llm.input_ids[: self.llm.n_tokens]
+        limit = min(len(cached), len(tokens))
+        diverge = np.flatnonzero(cached[:limit] != np.asarray(tokens[:limit]))
+        common = int(diverge[0]) if diverge.size else limit
+        # The last token is always evaluated again: its logits are what we need. Llama.eval drops
+        # the KV entries past n_tokens before decoding.
+        self.llm.n_tokens = min(common, len(tokens) - 1)
+        self.llm.eval(list(tokens[self.llm.n_tokens :]))
+        return self.last_logits()
+
+    def step(self, token: int) -> np.ndarray:
+        if self.llm.n_tokens + 1 >= self.n_ctx:
+            raise ContextWindowError(f"generation reached the context size {self.n_ctx}")
+        self.llm.eval([token])
+        return self.last_logits()
+
+    def last_logits(self) -> np.ndarray:
+        ptr = self.llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def piece(self, token: int) -> bytes:
+        return bytes(self.llm.detokenize([token]))
+
+
+_ENGINES: dict[tuple[str, int], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:
+    key = (str(path.resolve()), n_ctx)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = _Engine(path, n_ctx, n_threads)
+        return _ENGINES[key]
+
+
+class LlamaCppModel(Model):
+    """A GGUF model run in-process, with token-level access (capabilities C1–C5).
+
+    Args:
+        model_id: the name it is known by (``local/smollm2-135m``, ``llamacpp/path.gguf``).
+        path: the GGUF file.
+        n_ctx: context size in tokens.
+        n_threads: CPU threads (default: all cores).
+        tokenizer_id: vocabulary identity; by default the file's tokenizer model and vocabulary size.
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        path: str | Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        tokenizer_id: str | None = None,
+        **options: Any,
+    ) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file not found: {path}", model=model_id)
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError as e:
+            raise ModelNotFoundError(
+                "llama-cpp-python is not installed (pip install 'forkpath[local]')", model=model_id
+            ) from e
+        self.path = path
+        self._engine = _engine(path, n_ctx, n_threads)
+        vocab_id = (
+            tokenizer_id
+            or f"{self._engine.llm.metadata.get('tokenizer.ggml.model', 'gguf')}-{self._engine.n_vocab}"
+        )
+        super().__init__(
+            model_id,
+            ModelCapabilities(
+                logprobs=True,
+                top_logprobs=MAX_TOP_LOGPROBS,
+                full_distribution=True,
+                prefix_continuation=True,
+                prompt_scoring=True,
+                tokenizer_id=vocab_id,
+                n_ctx=self._engine.n_ctx,
+            ),
+            **{"max_concurrency": 1, **options},
+        )
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._engine.executor, fn, *args)
+
+    # -- token level (TokenModel) ----------------------------------------------------------------
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return list(self._engine.llm.tokenize(text.encode(), add_bos=False, special=special))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return bytes(self._engine.llm.detokenize(list(tokens))).decode("utf-8", errors="replace")
+
+    def chat_prefix(self, messages: Sequence[Message]) -> list[int]:
+        """Token ids of ``messages`` under the model's chat template (a trailing assistant
+        message is left open, so generation continues it)."""
+        engine = self._engine
+        partial = messages[-1].content if messages and messages[-1].role == "assistant" else None
+        turns = list(messages[:-1]) if partial is not None else list(messages)
+        if engine.chat_formatter is None:
+            text = "".join(f"{m.role}: {m.content}\n" for m in turns) + "assistant: "
+        else:
+            text = engine.chat_formatter(messages=[m.model_dump() for m in turns]).prompt
+        text += partial or ""
+        ids = engine.llm.tokenize(text.encode(), add_bos=False, special=True)
+        bos = engine.llm.token_bos()
+        add_bos = engine.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        if add_bos and bos >= 0 and (not ids or ids[0] != bos):
+            ids = [bos, *ids]
+        return list(ids)
+
+    async def next_token_logprobs(self, prefix: Sequence[int]) -> np.ndarray:
+        def run() -> np.ndarray:
+            return log_softmax(self._engine.eval_prefix(prefix))
+
+        result: np.ndarray = await self._run(run)
+        return result
+
+    async def prompt_logprobs(self, prefix: Sequence[int], continuation: Sequence[int]) -> list[float]:
+        """Teacher-forced logprob of each token of ``continuation`` after ``prefix`` (C5)."""
+
+        def run() -> list[float]:
+            engine = self._engine
+            out: list[float] = []
+            logits = engine.eval_prefix(prefix)
+            for token in continuation:
+                out.append(float(log_softmax(logits)[token]))
+                logits = engine.step(token)
+            return out
+
+        result: list[float] = await self._run(run)
+        return result
+
+    # -- generation ----------------------------------------------------------------------------
+    def _prompt_ids(self, request: GenerateRequest) -> list[int]:
+        if request.prompt_tokens is not None:
+            return list(request.prompt_tokens)
+        if request.prompt is not None:
+            ids = self.tokenize(request.prompt, special=True)
+            bos = self._engine.llm.token_bos()
+            add_bos = self._engine.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+            return [bos, *ids] if add_bos and bos >= 0 else ids
+        assert request.messages is not None
+        return self.chat_prefix(request.messages)
+
+    async def _generate(self, request: GenerateRequest) -> GenerateResult:
+        prompt = self._prompt_ids(request)
+        result: GenerateResult = await self._run(self._decode, prompt, request)
+        return result
+
+    def _decode(self, prompt: list[int], request: GenerateRequest) -> GenerateResult:
+        """The decode loop (engine thread): sample, record logprobs/top-k/entropy, stop."""
+        engine = self._engine
+        seed = (request.seed or 0) * 1_000_003 + request.sample_index
+        rng = np.random.default_rng(seed)
+        k = request.top_logprobs
+        tokens: list[TokenInfo] = []
+        text = bytearray()
+        finish: FinishReason = "length"
+        logits = engine.eval_prefix(prompt) if request.max_tokens else None
+        for _ in range(request.max_tokens):
+            assert logits is not None
+            logprobs = log_softmax(logits)
+            token = self._choose(logprobs, request, rng)
+            if token in engine.eot:
+                finish = "stop"
+                break
+            piece = engine.piece(token)
+            info = TokenInfo(token=piece.decode("utf-8", errors="replace"), token_id=token)
+            if request.wants_logprobs:
+                info.logprob = float(logprobs[token])
+                probs = np.exp(logprobs)
+                info.entropy = float(-(probs * logprobs).sum())
+                if k:
+                    top = np.argpartition(-logprobs, k)[:k]
+                    top = top[np.argsort(-logprobs[top])]
+                    info.top = [
+                        TopLogprob(
+                            token=engine.piece(int(t)).decode("utf-8", errors="replace"),
+                            token_id=int(t),
+                            logprob=float(logprobs[t]),
+                        )
+                        for t in top
+                    ]
+            tokens.append(info)
+            text.extend(piece)
+            if request.stop:
+                decoded = text.decode("utf-8", errors="ignore")
+                hit = [decoded.index(s) for s in request.stop if s in decoded]
+                if hit:
+                    cut = min(hit)
+                    text = bytearray(decoded[:cut].encode())
+                    finish = "stop"
+                    break
+            logits = engine.step(token)
+        return GenerateResult(
+            model=self.id,
+            text=text.decode("utf-8", errors="replace"),
+            tokens=tokens,
+            finish_reason=finish,
+            usage=Usage(calls=1, prompt_tokens=len(prompt), completion_tokens=len(tokens)),
+        )
+
+    @staticmethod
+    def _choose(logprobs: np.ndarray, request: GenerateRequest, rng: np.random.Generator) -> int:
+        if request.temperature == 0.0:
+            return int(np.argmax(logprobs))
+        scaled = logprobs / request.temperature
+        probs = np.exp(scaled - scaled.max())
+        probs /= probs.sum()
+        if request.top_p < 1.0:
+            order = np.argsort(-probs)
+            keep = np.cumsum(probs[order]) - probs[order] < request.top_p
+            mask = np.zeros_like(probs)
+            mask[order[keep]] = 1.0
+            probs = probs * mask
+            probs /= probs.sum()
+        return int(rng.choice(len(probs), p=probs))

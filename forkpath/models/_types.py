@@ -1,0 +1,196 @@
+"""Typed requests, results and capabilities of the model layer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerateRequest(BaseModel):
+    """What to generate: chat messages, or a raw text / token prefix to continue.
+
+    Exactly one of ``messages``, ``prompt`` and ``prompt_tokens`` is set. A request with
+    ``messages`` whose last message is from the assistant asks the backend to continue that
+    partial turn where it can (``prefix continuation``).
+
+    Example:
+        >>> GenerateRequest(messages=[Message(role="user", content="Hi")], max_tokens=16)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    messages: tuple[Message, ...] | None = None
+    """Chat messages, oldest first."""
+    prompt: str | None = None
+    """Raw text to continue (no chat template is applied)."""
+    prompt_tokens: tuple[int, ...] | None = None
+    """Token ids to continue; only for models whose tokenizer is known."""
+    max_tokens: int = Field(default=256, ge=0)
+    """Most tokens to generate."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    """0 is greedy."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: tuple[str, ...] = ()
+    """Generation ends before any of these strings."""
+    seed: int | None = None
+    """Sampling seed; combined with ``sample_index`` by backends that take a seed."""
+    sample_index: int = Field(default=0, ge=0)
+    """Which of N samples this is: samples at temperature > 0 with different indexes are distinct."""
+    top_logprobs: int = Field(default=0, ge=0)
+    """How many alternatives to return per generated token (0: none)."""
+    logprobs: bool = False
+    """Return the chosen token's logprob (implied by ``top_logprobs > 0``)."""
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenerateRequest:
+        given = [x is not None for x in (self.messages, self.prompt, self.prompt_tokens)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of messages, prompt, prompt_tokens")
+        return self
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs or self.top_logprobs > 0
+
+    @property
+    def is_continuation(self) -> bool:
+        """True when the request continues a raw prefix or a partial assistant turn."""
+        if self.messages is not None:
+            return bool(self.messages) and self.messages[-1].role == "assistant"
+        return True
+
+    def cache_key(self, model_id: str) -> str:
+        """The canonical request key: model, input, sampling parameters and sample index.
+
+        Greedy requests ignore ``sample_index`` and ``seed`` so all of them share one entry.
+        Never includes credentials, timeouts or retry counts (they are not part of the request).
+        """
+        body = self.model_dump(mode="json")
+        if self.temperature == 0.0:
+            body["sample_index"] = 0
+            body["seed"] = None
+        payload = json.dumps({"model": model_id, "request": body}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class TopLogprob(BaseModel):
+    """One alternative at a position."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    logprob: float
+    token_id: int | None = None
+
+
+class TokenInfo(BaseModel):
+    """One generated token with what the backend told us about it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    token_id: int | None = None
+    logprob: float | None = None
+    top: list[TopLogprob] = Field(default_factory=list)
+    """Alternatives, most likely first (may include the chosen token)."""
+    entropy: float | None = None
+    """Entropy in nats of the full next-token distribution (local backends) or None."""
+
+
+class Usage(BaseModel):
+    """Token and cost accounting of one or more calls to one model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    """US dollars where the provider's price is known, else 0."""
+    cached_calls: int = 0
+    """Calls answered from the generation cache (no tokens spent)."""
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost=self.cost + other.cost,
+            cached_calls=self.cached_calls + other.cached_calls,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+FinishReason = Literal["stop", "length", "error", "unknown"]
+
+
+class GenerateResult(BaseModel):
+    """What a model returned for one request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    """Model id that produced it."""
+    text: str
+    tokens: list[TokenInfo] = Field(default_factory=list)
+    """Per-token detail where the backend gives it (empty otherwise)."""
+    finish_reason: FinishReason = "unknown"
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+    cached: bool = False
+    """True when the result was replayed from the generation cache."""
+
+    @property
+    def token_ids(self) -> list[int] | None:
+        ids = [t.token_id for t in self.tokens]
+        return None if not ids or any(i is None for i in ids) else [i for i in ids if i is not None]
+
+    @property
+    def logprobs(self) -> list[float] | None:
+        lps = [t.logprob for t in self.tokens]
+        return None if not lps or any(x is None for x in lps) else [x for x in lps if x is not None]
+
+    @property
+    def mean_logprob(self) -> float | None:
+        lps = self.logprobs
+        return sum(lps) / len(lps) if lps else None
+
+
+class ModelCapabilities(BaseModel):
+    """What a model can return; the levels of algorithms.md §0.1.
+
+    Strategies declare the capabilities they need; :meth:`Model.require` checks them at
+    configuration time and raises :class:`~forkpath.CapabilityError` naming both sides.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    logprobs: bool = False
+    """C1: the chosen token's logprob."""
+    top_logprobs: int = 0
+    """C2: how many alternatives per position it can return (0: none)."""
+    full_distribution: bool = False
+    """C3: the whole next-token distribution (all logits)."""
+    prefix_continuation: bool = False
+    """C4: continue an arbitrary text or token prefix."""
+    prompt_scoring: bool = False
+    """C5: logprobs of given text (teacher forcing)."""
+    tokenizer_id: str | None = None
+    """Identity of the vocabulary; equal ids mean token ids can be mixed between models."""
+    n_ctx: int | None = None
+    """Context window in tokens, when known."""

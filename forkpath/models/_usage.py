@@ -1,0 +1,54 @@
+"""Usage accounting: every model call is recorded into the meters active in its context.
+
+A strategy opens a meter, runs, and reads what its calls cost, per model::
+
+    with usage_meter() as meter:
+        await model.generate(request)
+    meter.by_model["local/smollm2-135m"].completion_tokens
+
+Meters nest: a call is recorded into every meter open around it, so a flow's meter sees the
+sum of its strategies'. The active meters live in a context variable, which asyncio copies
+into each task, so concurrent branches record into the meters of the scope that spawned them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from forkpath.models._types import GenerateResult, Usage
+
+
+class UsageMeter:
+    """Calls, tokens and cost per model id, accumulated while the meter is open."""
+
+    def __init__(self) -> None:
+        self.by_model: dict[str, Usage] = {}
+
+    def record(self, result: GenerateResult) -> None:
+        self.by_model[result.model] = self.by_model.get(result.model, Usage()) + result.usage
+
+    @property
+    def total(self) -> Usage:
+        return sum(self.by_model.values(), Usage())
+
+
+_active: ContextVar[tuple[UsageMeter, ...]] = ContextVar("forkpath_usage_meters", default=())
+
+
+@contextmanager
+def usage_meter() -> Iterator[UsageMeter]:
+    """Open a meter that records every model call made inside the ``with`` block."""
+    meter = UsageMeter()
+    token = _active.set((*_active.get(), meter))
+    try:
+        yield meter
+    finally:
+        _active.reset(token)
+
+
+def record_usage(result: GenerateResult) -> None:
+    """Record one call into every open meter (called by :class:`Model` after each call)."""
+    for meter in _active.get():
+        meter.record(result)
