@@ -19,7 +19,7 @@ import contextlib
 import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -76,10 +76,11 @@ class Registry(Generic[T]):
         """A pydantic model of the factory's parameters (``extra="forbid"``), for validation and docs."""
         factory = self.get(name)
         fields: dict[str, Any] = {}
+        hints = get_type_hints(factory)  # resolves string annotations (from __future__ import annotations)
         for pname, param in inspect.signature(factory).parameters.items():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
-            annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
+            annotation = hints.get(pname, Any)
             default = param.default if param.default is not inspect.Parameter.empty else ...
             fields[pname] = (annotation, default)
         model: type[BaseModel] = create_model(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from forkpath._errors import CapabilityError, is_retryable
+from forkpath._trace import ModelCallEvent, emit
 from forkpath.models._types import GenerateRequest, GenerateResult, ModelCapabilities
 from forkpath.models._usage import record_usage
 
@@ -103,13 +104,29 @@ class Model(ABC):
                         "cached_calls": 1,
                     }
                 )
-                record_usage(result)
+                self._account(result, request)
                 return result
         result = await self._generate_with_retries(request)
         if self.cache is not None and key is not None:
             await self.cache.put(key, result.model_dump(mode="json"))
-        record_usage(result)
+        self._account(result, request)
         return result
+
+    @staticmethod
+    def _account(result: GenerateResult, request: GenerateRequest) -> None:
+        record_usage(result)
+        emit(
+            ModelCallEvent(
+                model=result.model,
+                prompt_tokens=result.usage.prompt_tokens,
+                completion_tokens=result.usage.completion_tokens,
+                latency_s=result.latency_s,
+                cached=result.cached,
+                cost=result.usage.cost,
+                sample_index=request.sample_index,
+                finish_reason=result.finish_reason,
+            )
+        )
 
     async def generate_n(self, request: GenerateRequest, n: int) -> list[GenerateResult]:
         """N samples of one request: sample indexes ``request.sample_index .. + n - 1``."""

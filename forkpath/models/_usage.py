@@ -38,9 +38,9 @@ _active: ContextVar[tuple[UsageMeter, ...]] = ContextVar("forkpath_usage_meters"
 
 
 @contextmanager
-def usage_meter() -> Iterator[UsageMeter]:
-    """Open a meter that records every model call made inside the ``with`` block."""
-    meter = UsageMeter()
+def usage_meter(meter: UsageMeter | None = None) -> Iterator[UsageMeter]:
+    """Open ``meter`` (default: a new one) to record every model call made inside the block."""
+    meter = meter if meter is not None else UsageMeter()
     token = _active.set((*_active.get(), meter))
     try:
         yield meter

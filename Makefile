@@ -1,0 +1,28 @@
+# Two entry points for a fresh clone: `make quickstart` (the main job) and `make test`.
+# Both create .venv on first use; later runs reuse it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/.local: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.local
+	$(PY) -m pip install --quiet -e '.[local,dev]'
+	touch $@
+
+.PHONY: quickstart test lint typecheck
+quickstart: $(VENV)/.local
+	$(PY) examples/quickstart.py
+
+lint: $(VENV)/.dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(VENV)/.dev
+	$(PY) .ci/typecheck.py
+
+test: lint typecheck
+	$(PY) -m pytest

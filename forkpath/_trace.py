@@ -1,0 +1,168 @@
+"""Typed trace events, written as JSONL and read back by the same types.
+
+Every model call, cache hit, verifier verdict, strategy start/end, search expansion and routing
+decision is one event with a ``type`` discriminator. Reports and viewers read traces; nothing
+re-derives them. Events go to the tracers open in the current context (a context variable, so
+concurrent branches of one flow write into the same trace)::
+
+    with Tracer(path="runs/x/trace.jsonl") as tracer:
+        await strategy(task, context)
+    tracer.events  # also on disk, one JSON object per line
+
+Components emit with :func:`emit`; with no tracer open it costs one context-variable lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    time: float = Field(default_factory=time.time)
+    """Unix time the event happened."""
+    span: str | None = None
+    """Which strategy or flow node was running (its registry name or node id)."""
+
+
+class ModelCallEvent(_Event):
+    type: Literal["model_call"] = "model_call"
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cached: bool
+    cost: float = 0.0
+    sample_index: int = 0
+    finish_reason: str = "unknown"
+
+
+class VerdictEvent(_Event):
+    type: Literal["verdict"] = "verdict"
+    verifier: str
+    passed: bool
+    score: float
+    candidate_index: int | None = None
+    detail: str = ""
+
+
+class StrategyEvent(_Event):
+    type: Literal["strategy"] = "strategy"
+    name: str
+    phase: Literal["start", "end"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    stopped: str | None = None
+    """At ``end``: why it stopped (done, early_stop, budget, ...)."""
+
+
+class ExpansionEvent(_Event):
+    type: Literal["expansion"] = "expansion"
+    node: str
+    parent: str | None
+    text: str = ""
+    value: float | None = None
+    visits: int = 0
+
+
+class RoutingEvent(_Event):
+    type: Literal["routing"] = "routing"
+    router: str
+    decision: str
+    position: int | None = None
+    features: dict[str, float] = Field(default_factory=dict)
+
+
+class BudgetEvent(_Event):
+    type: Literal["budget"] = "budget"
+    exhausted: str
+    """Which limit ran out: calls, tokens, seconds or cost."""
+
+
+class NoteEvent(_Event):
+    type: Literal["note"] = "note"
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+TraceEvent = Annotated[
+    ModelCallEvent | VerdictEvent | StrategyEvent | ExpansionEvent | RoutingEvent | BudgetEvent | NoteEvent,
+    Field(discriminator="type"),
+]
+_adapter: TypeAdapter[TraceEvent] = TypeAdapter(TraceEvent)
+
+_active: ContextVar[tuple[Tracer, ...]] = ContextVar("forkpath_tracers", default=())
+_span: ContextVar[str | None] = ContextVar("forkpath_span", default=None)
+
+
+class Tracer:
+    """Collects events (and appends them to a JSONL file when ``path`` is given)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.events: list[TraceEvent] = []
+        self.path = Path(path) if path else None
+        self._file: Any = None
+        self._token: Any = None
+
+    def __enter__(self) -> Tracer:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        self._token = _active.set((*_active.get(), self))
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _active.reset(self._token)
+        if self._file:
+            self._file.close()
+            self._file = None
+
+    def record(self, event: TraceEvent) -> None:
+        self.events.append(event)
+        if self._file:
+            self._file.write(event.model_dump_json() + "\n")
+            self._file.flush()
+
+
+def emit(event: TraceEvent) -> None:
+    """Send ``event`` to every tracer open in this context, stamped with the current span."""
+    tracers = _active.get()
+    if not tracers:
+        return
+    if event.span is None:
+        event.span = _span.get()
+    for tracer in tracers:
+        tracer.record(event)
+
+
+class span:
+    """Mark events emitted inside the block as belonging to ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._token: Any = None
+
+    def __enter__(self) -> str:
+        self._token = _span.set(self.name)
+        return self.name
+
+    def __exit__(self, *exc: object) -> None:
+        _span.reset(self._token)
+
+
+def read_trace(path: str | Path) -> Iterator[TraceEvent]:
+    """Read a JSONL trace back into typed events."""
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield _adapter.validate_python(json.loads(line))

@@ -1,0 +1,144 @@
+"""The strategy protocol: a task and a context in; candidates, the chosen answer, usage out.
+
+A strategy is made by a *factory* whose parameters are its configuration, registered by name::
+
+    @strategies.register("best_of_n")
+    def best_of_n(n: int = 8, temperature: float = 0.8) -> Strategy:
+        async def run(task: Task, context: Context) -> StrategyResult: ...
+        return Strategy("best_of_n", run, needs={"default": ModelCapabilities()})
+
+Calling a :class:`Strategy` checks the capabilities it needs against the context's models
+(before any model call), charges every call to the context's budget, emits start/end trace
+events and fills in the usage of this run per model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from forkpath._errors import ConfigError
+from forkpath._registry import Registered, Registry
+from forkpath._trace import StrategyEvent, emit, span
+from forkpath._types import Task
+from forkpath.models import Model, ModelCapabilities, Usage, usage_meter
+from forkpath.strategies._budget import Budget
+
+Stopped = Literal["done", "early_stop", "budget"]
+
+
+class Candidate(BaseModel):
+    """One answer a strategy produced, with what is known about it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    """The model's full answer."""
+    model: str
+    """Which model wrote it."""
+    answer: str | None = None
+    """The extracted final answer (math) or program (code), when extracted."""
+    score: float | None = None
+    """The ranking score the strategy used (verifier score, mean logprob, judge probability)."""
+    passed: bool | None = None
+    """The verifier's verdict, when one ran."""
+    mean_logprob: float | None = None
+    verdict: dict[str, Any] | None = None
+    """The verifier's full verdict, as JSON."""
+
+
+class StrategyResult(BaseModel):
+    """What a strategy returns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str
+    answer: str | None
+    """The chosen answer's text (None when no candidate was produced)."""
+    chosen: int | None = None
+    """Index of the chosen candidate."""
+    candidates: list[Candidate] = Field(default_factory=list)
+    stopped: Stopped = "done"
+    """Why it stopped: done, early_stop (a candidate passed), or budget (a limit ran out)."""
+    usage: dict[str, Usage] = Field(default_factory=dict)
+    """Calls, tokens and cost per model, of this run only."""
+    info: dict[str, Any] = Field(default_factory=dict)
+    """Strategy-specific numbers (votes, rounds, deferral rate, ...)."""
+
+    @property
+    def passed(self) -> bool | None:
+        return None if self.chosen is None else self.candidates[self.chosen].passed
+
+
+@dataclass
+class Context:
+    """What a strategy runs with: named models, a verifier, the shared budget, the store.
+
+    Args:
+        models: role name to model; ``"default"`` is used when a strategy names no role.
+        verifier: checks candidates (``forkpath.verifiers``); strategies that need one say so.
+        budget: shared by every strategy run in this context.
+        store: the trajectory/result store, for strategies that share partial work.
+    """
+
+    models: dict[str, Model]
+    verifier: Any = None
+    budget: Budget = field(default_factory=Budget)
+    store: Any = None
+
+    def model(self, role: str = "default") -> Model:
+        try:
+            return self.models[role]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ConfigError(f"no model named {role!r} in this context (models: {known})") from None
+
+
+RunFn = Callable[[Task, Context], Awaitable[StrategyResult]]
+
+
+class Strategy:
+    """A configured strategy: call it with a task and a context."""
+
+    def __init__(
+        self,
+        name: str,
+        run: RunFn,
+        *,
+        needs: dict[str, ModelCapabilities] | None = None,
+        needs_verifier: bool = False,
+    ) -> None:
+        self.name = name
+        self._run = run
+        self.needs = needs or {}
+        """Capabilities required of each model role (checked before any call)."""
+        self.needs_verifier = needs_verifier
+        self.registered: Registered | None = None
+
+    def __repr__(self) -> str:
+        params = self.registered.params if self.registered else {}
+        return f"Strategy({self.name!r}, {params})"
+
+    def check(self, context: Context) -> None:
+        """Raise :class:`ConfigError` / :class:`CapabilityError` if ``context`` cannot serve this strategy."""
+        for role, needs in self.needs.items():
+            context.model(role).require(needs, by=self.name)
+        if self.needs_verifier and context.verifier is None:
+            raise ConfigError(f"{self.name} needs a verifier, and none was given")
+
+    async def __call__(self, task: Task, context: Context) -> StrategyResult:
+        self.check(context)
+        params = self.registered.params if self.registered else {}
+        with span(self.name), context.budget.open(), usage_meter() as meter:
+            emit(StrategyEvent(name=self.name, phase="start", params=params))
+            result = await self._run(task, context)
+            emit(StrategyEvent(name=self.name, phase="end", stopped=result.stopped))
+        result.usage = dict(meter.by_model)
+        return result
+
+
+strategies: Registry[Strategy] = Registry("strategies")
+"""Every strategy factory, by name (entry-point group ``forkpath.strategies`` for plugins)."""

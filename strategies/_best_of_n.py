@@ -1,0 +1,125 @@
+"""best_of_n: sample N answers, rerank them, stop early at the first that passes its tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from forkpath._trace import VerdictEvent, emit
+from forkpath._types import Task
+from forkpath.models import GenerateRequest, GenerateResult, ModelCapabilities
+from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
+from forkpath.strategies._prompts import task_messages
+
+
+@strategies.register("best_of_n")
+def best_of_n(
+    n: int = 8,
+    model: str = "default",
+    temperature: float = 0.8,
+    max_tokens: int = 512,
+    rerank: Literal["verifier", "mean_logprob"] = "verifier",
+    early_stop: bool = True,
+    seed: int = 0,
+    prompt: str | None = None,
+) -> Strategy:
+    """Sample ``n`` candidates from ``model`` and choose the best.
+
+    Args:
+        n: samples to draw (sample indexes 0..n-1: replayable through the generation cache).
+        model: the context's model role to sample from.
+        temperature: sampling temperature (the first sample is greedy when 0).
+        max_tokens: most tokens per sample.
+        rerank: ``verifier``: the verifier's score (fraction of tests passed), ties broken by mean
+            logprob; ``mean_logprob``: the sequence's mean token logprob (no verifier needed).
+        early_stop: with a verifier, stop at the first candidate that passes all tests.
+        seed: base sampling seed.
+        prompt: a template for the user message (``{prompt}`` and other task fields).
+    """
+    needs = ModelCapabilities(logprobs=rerank == "mean_logprob")
+
+    async def run(task: Task, context: Context) -> StrategyResult:
+        sampler = context.model(model)
+        base = GenerateRequest(
+            messages=task_messages(task, prompt),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            logprobs=sampler.capabilities.logprobs,
+        )
+        candidates: list[Candidate] = []
+        stopped: Stopped = "done"
+        calls_left = context.budget.calls_left()
+        planned = n if calls_left is None else min(n, calls_left)
+        index = {
+            asyncio.ensure_future(sampler.generate(base.model_copy(update={"sample_index": i}))): i
+            for i in range(planned)
+        }
+        pending = set(index)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for future in sorted(done, key=index.__getitem__):
+                    candidate = await _score(
+                        future.result(), task, context, rerank == "verifier", len(candidates)
+                    )
+                    candidates.append(candidate)
+                    if early_stop and candidate.passed:
+                        stopped = "early_stop"
+                        break
+                if stopped == "early_stop":
+                    break
+                if pending and context.budget.exhausted():
+                    stopped = "budget"  # what was paid for is kept; what was not started is dropped
+                    break
+        finally:
+            for future in pending:
+                future.cancel()
+        if stopped == "done" and planned < n:
+            stopped = "budget"
+        chosen = _choose(candidates)
+        return StrategyResult(
+            strategy="best_of_n",
+            answer=candidates[chosen].text if chosen is not None else None,
+            chosen=chosen,
+            candidates=candidates,
+            stopped=stopped,
+            info={"samples": len(candidates), "planned": n},
+        )
+
+    return Strategy("best_of_n", run, needs={model: needs}, needs_verifier=rerank == "verifier")
+
+
+async def _score(result: GenerateResult, task: Task, context: Context, verify: bool, index: int) -> Candidate:
+    candidate = Candidate(text=result.text, model=result.model, mean_logprob=result.mean_logprob)
+    if not verify:
+        candidate.score = result.mean_logprob
+        return candidate
+    verdict = await context.verifier.verify(task, result.text)
+    candidate.passed, candidate.score = verdict.passed, verdict.score
+    candidate.verdict = verdict.model_dump(mode="json")
+    emit(
+        VerdictEvent(
+            verifier=type(context.verifier).__name__,
+            passed=verdict.passed,
+            score=verdict.score,
+            candidate_index=index,
+        )
+    )
+    return candidate
+
+
+def _choose(candidates: list[Candidate]) -> int | None:
+    """Highest score, then highest mean logprob, then earliest."""
+    if not candidates:
+        return None
+
+    def key(i: int) -> tuple[float, float, int]:
+        c = candidates[i]
+        return (
+            c.score if c.score is not None else float("-inf"),
+            c.mean_logprob if c.mean_logprob is not None else float("-inf"),
+            -i,
+        )
+
+    return max(range(len(candidates)), key=key)

@@ -1,0 +1,28 @@
+"""Default prompts that turn a task into chat messages (strategies accept their own templates)."""
+
+from __future__ import annotations
+
+from forkpath._types import Task
+from forkpath.models import Message
+
+CODE_SYSTEM = "You are an expert Python programmer. Answer with one complete ```python code block."
+CODE_USER = (
+    "Complete the following Python function. Keep its signature; include any imports it needs.\n\n"
+    "```python\n{prompt}```"
+)
+MATH_SYSTEM = "You are a careful mathematician. Think step by step, then finish with 'The answer is N.'"
+
+
+def task_messages(task: Task, template: str | None = None) -> tuple[Message, ...]:
+    """Chat messages asking for ``task``; ``template`` may use ``{prompt}`` and the task's fields."""
+    fields = task.model_dump()
+    if template is not None:
+        return (Message(role="user", content=template.format(**fields)),)
+    if task.kind == "code":
+        return (
+            Message(role="system", content=CODE_SYSTEM),
+            Message(role="user", content=CODE_USER.format(**fields)),
+        )
+    if task.kind == "math":
+        return (Message(role="system", content=MATH_SYSTEM), Message(role="user", content=task.prompt))
+    return (Message(role="user", content=task.prompt),)
