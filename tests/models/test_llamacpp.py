@@ -132,3 +132,19 @@ async def test_capability_and_context_errors(model: LlamaCppModel) -> None:
     small = LlamaCppModel("local/smollm2-tiny", model.path, n_ctx=32)
     with pytest.raises(ContextWindowError, match="do not fit"):
         await small.generate(GenerateRequest(prompt="word " * 100, max_tokens=4))
+
+
+async def test_batched_teacher_forcing_matches_stepwise_and_keeps_the_cache(model: LlamaCppModel) -> None:
+    prefix = model.chat_prefix(PROMPT)
+    greedy = await model.generate(GenerateRequest(prompt_tokens=tuple(prefix), max_tokens=6))
+    continuation = [t.token_id for t in greedy.tokens if t.token_id is not None]
+    rows = await model.continuation_logprobs(prefix, continuation)
+    assert rows.shape == (len(continuation) + 1, model._engine.n_vocab)
+    assert np.allclose(np.exp(rows).sum(axis=1), 1.0, atol=1e-5)
+    for i, token in enumerate(continuation):
+        assert int(np.argmax(rows[i])) == token  # greedy tokens are the batch's argmax too
+        stepwise = await model.next_token_logprobs([*prefix, *continuation[:i]])
+        assert rows[i, token] == pytest.approx(float(stepwise[token]), abs=5e-2)  # batch-shape float noise
+    # The engine's cache now holds prefix + continuation: a following call reuses it.
+    again = await model.generate(GenerateRequest(prompt_tokens=tuple(prefix), max_tokens=6))
+    assert again.text == greedy.text
