@@ -78,20 +78,21 @@ def _mount_optional() -> None:
     """Mount the role packages' command groups (each is optional while the roles land)."""
     import importlib
 
-    for module, name, as_group in (
-        ("forkpath.verifiers._cli", "verify", False),
-        ("forkpath.store._cli", "store", True),
-        ("forkpath.flows._cli", "flows", False),
+    for module, group in (
+        ("forkpath.flows._cli", None),
+        ("forkpath.verifiers._cli", None),
+        ("forkpath.store._cli", "store"),
+        ("forkpath.routers._cli", "router"),
     ):
         try:
             sub = importlib.import_module(module).app
         except ModuleNotFoundError:
             continue
-        if as_group:
-            app.add_typer(sub, name=name)
-        else:
-            for command in sub.registered_commands:
-                app.registered_commands.append(command)
+        if group is not None:
+            app.add_typer(sub, name=group, help=sub.info.help)
+        else:  # top-level commands (run, validate, verify, ...) and their groups (trace)
+            app.registered_commands.extend(sub.registered_commands)
+            app.registered_groups.extend(sub.registered_groups)
 
 
 _mount_optional()

@@ -87,6 +87,17 @@ class BudgetEvent(_Event):
     """Which limit ran out: calls, tokens, seconds or cost."""
 
 
+class NodeEvent(_Event):
+    type: Literal["node"] = "node"
+    node: str
+    kind: str
+    phase: Literal["start", "end"]
+    passed: bool | None = None
+    score: float | None = None
+    answer: str | None = None
+    """The node's answer, cut to 200 characters."""
+
+
 class NoteEvent(_Event):
     type: Literal["note"] = "note"
     message: str
@@ -94,7 +105,14 @@ class NoteEvent(_Event):
 
 
 TraceEvent = Annotated[
-    ModelCallEvent | VerdictEvent | StrategyEvent | ExpansionEvent | RoutingEvent | BudgetEvent | NoteEvent,
+    ModelCallEvent
+    | VerdictEvent
+    | StrategyEvent
+    | ExpansionEvent
+    | RoutingEvent
+    | BudgetEvent
+    | NodeEvent
+    | NoteEvent,
     Field(discriminator="type"),
 ]
 _adapter: TypeAdapter[TraceEvent] = TypeAdapter(TraceEvent)

@@ -14,7 +14,7 @@ events and fills in the usage of this run per model.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -84,7 +84,7 @@ class Context:
         store: the trajectory/result store, for strategies that share partial work.
     """
 
-    models: dict[str, Model]
+    models: Mapping[str, Model]
     verifier: Any = None
     budget: Budget = field(default_factory=Budget)
     store: Any = None

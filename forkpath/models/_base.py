@@ -173,23 +173,27 @@ class Model(ABC):
 
     def require(self, needs: ModelCapabilities, *, by: str) -> None:
         """Fail at configuration time if this model lacks what ``by`` (a component name) needs."""
-        caps = self.capabilities
-        missing: list[str] = []
-        if needs.logprobs and not caps.logprobs:
-            missing.append("token logprobs")
-        if needs.top_logprobs > caps.top_logprobs:
-            missing.append(f"top-{needs.top_logprobs} logprobs (has {caps.top_logprobs})")
-        if needs.full_distribution and not caps.full_distribution:
-            missing.append("the full next-token distribution")
-        if needs.prefix_continuation and not caps.prefix_continuation:
-            missing.append("prefix continuation")
-        if needs.prompt_scoring and not caps.prompt_scoring:
-            missing.append("prompt scoring")
-        if missing:
-            raise CapabilityError(f"{by} needs {', '.join(missing)}, which model {self.id} does not provide")
+        check_capabilities(self.capabilities, needs, model_id=self.id, by=by)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release what the backend holds (servers, threads)."""
+
+
+def check_capabilities(caps: ModelCapabilities, needs: ModelCapabilities, *, model_id: str, by: str) -> None:
+    """Raise :class:`CapabilityError` naming ``by`` and ``model_id`` if ``caps`` lack anything in ``needs``."""
+    missing: list[str] = []
+    if needs.logprobs and not caps.logprobs:
+        missing.append("token logprobs")
+    if needs.top_logprobs > caps.top_logprobs:
+        missing.append(f"top-{needs.top_logprobs} logprobs (has {caps.top_logprobs})")
+    if needs.full_distribution and not caps.full_distribution:
+        missing.append("the full next-token distribution")
+    if needs.prefix_continuation and not caps.prefix_continuation:
+        missing.append("prefix continuation")
+    if needs.prompt_scoring and not caps.prompt_scoring:
+        missing.append("prompt scoring")
+    if missing:
+        raise CapabilityError(f"{by} needs {', '.join(missing)}, which model {model_id} does not provide")
 
 
 @runtime_checkable

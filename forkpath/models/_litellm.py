@@ -57,6 +57,19 @@ def _guess_capabilities(model_id: str, provider: str, api_base: str | None) -> M
     return ModelCapabilities(logprobs=True, top_logprobs=20, prefix_continuation=continuation)
 
 
+def capabilities_for(model_id: str, api_base: str | None = None) -> ModelCapabilities:
+    """What forkpath assumes ``model_id`` returns, from its provider (raises for unknown models)."""
+    litellm = _litellm()
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(model_id, api_base=api_base)
+    except Exception as e:  # litellm raises a bare BadRequestError for unknown providers
+        raise UnknownNameError(
+            f"unknown model {model_id!r}: litellm knows no provider for it "
+            "(use provider/model, e.g. openai/gpt-4o-mini, or local/..., llamacpp/<path.gguf>)"
+        ) from e
+    return _guess_capabilities(model_id, provider, api_base)
+
+
 class LiteLLMModel(Model):
     """A model reached through litellm.
 
@@ -80,21 +93,11 @@ class LiteLLMModel(Model):
         capabilities: ModelCapabilities | None = None,
         **options: Any,
     ) -> None:
-        litellm = _litellm()
-        try:
-            _, provider, _, _ = litellm.get_llm_provider(model_id, api_base=api_base)
-        except Exception as e:  # litellm raises a bare BadRequestError for unknown providers
-            raise UnknownNameError(
-                f"unknown model {model_id!r}: litellm knows no provider for it "
-                "(use provider/model, e.g. openai/gpt-4o-mini, or local/..., llamacpp/<path.gguf>)"
-            ) from e
-        self.provider = provider
+        guessed = capabilities_for(model_id, api_base)
         self.api_base = api_base
         self._api_key = api_key
         self.timeout_s = timeout_s
-        super().__init__(
-            model_id, capabilities or _guess_capabilities(model_id, provider, api_base), **options
-        )
+        super().__init__(model_id, capabilities or guessed, **options)
 
     def _common_params(self, request: GenerateRequest) -> dict[str, Any]:
         params: dict[str, Any] = {

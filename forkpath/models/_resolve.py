@@ -18,6 +18,7 @@ from typing import Any
 
 from forkpath._registry import Registry
 from forkpath.models._base import Model
+from forkpath.models._types import ModelCapabilities
 
 backends: Registry[Model] = Registry("models")
 
@@ -54,6 +55,35 @@ def _litellm(model_id: str, **options: Any) -> Model:
     if model_id.startswith("litellm/"):
         model_id = model_id.split("/", 1)[1]
     return LiteLLMModel(model_id, **options)
+
+
+def static_capabilities(model_id: str, options: dict[str, Any] | None = None) -> ModelCapabilities:
+    """What ``model_id`` can do, known without loading it (for validating flows before a run)."""
+    options = options or {}
+    given = options.get("capabilities")
+    if given is not None:
+        return ModelCapabilities.model_validate(given)
+    prefix = model_id.split("/", 1)[0] if "/" in model_id else ""
+    full: dict[str, Any] = {
+        "logprobs": True,
+        "top_logprobs": 100,  # _llamacpp.MAX_TOP_LOGPROBS, without importing llama.cpp
+        "full_distribution": True,
+        "prefix_continuation": True,
+        "prompt_scoring": True,
+    }
+    if prefix == "local":
+        from forkpath.models import _local
+
+        return ModelCapabilities(**full, tokenizer_id=_local.bundled(model_id.split("/", 1)[1]).tokenizer_id)
+    if prefix == "llamacpp":
+        return ModelCapabilities(**full, tokenizer_id=options.get("tokenizer_id"))
+    if prefix == "fake":
+        return ModelCapabilities(
+            **{**full, "top_logprobs": 20}, tokenizer_id=options.get("tokenizer_id", "fake-ascii")
+        )
+    from forkpath.models._litellm import capabilities_for
+
+    return capabilities_for(model_id, options.get("api_base"))
 
 
 def get_model(model_id: str, **options: Any) -> Model:

@@ -41,6 +41,9 @@ _active: ContextVar[tuple[UsageMeter, ...]] = ContextVar("forkpath_usage_meters"
 def usage_meter(meter: UsageMeter | None = None) -> Iterator[UsageMeter]:
     """Open ``meter`` (default: a new one) to record every model call made inside the block."""
     meter = meter if meter is not None else UsageMeter()
+    if any(open_meter is meter for open_meter in _active.get()):
+        yield meter  # already open further out (a budget shared by nested strategies): count once
+        return
     token = _active.set((*_active.get(), meter))
     try:
         yield meter

@@ -1,0 +1,284 @@
+"""The flow SDK: build flows in code or load them from YAML; validate, draw and run them.
+
+    flow = Flow("bon", models={"default": "local/smollm2-135m"}, verifier="python_tests")
+    flow.node("draft", strategy="best_of_n", n=4)
+    flow.edge("draft", "end")
+    result = flow.run_sync(task)
+
+``Flow.from_yaml(path)`` and the SDK build the same :class:`FlowSpec`; ``to_yaml`` writes it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from forkpath._errors import ConfigError
+from forkpath._trace import TraceEvent, Tracer
+from forkpath._types import Task
+from forkpath.flows._schema import END, EdgeSpec, FlowSpec, ModelSpec, NodeSpec, StoreSpec, VerifierSpec
+from forkpath.flows._validate import flow_graph, validate
+from forkpath.flows._yaml import LineMap, load_yaml, load_yaml_file, render_validation_error
+from forkpath.models import Usage
+from forkpath.strategies import Budget, BudgetLimits
+
+
+class FlowResult(BaseModel):
+    """What one run of a flow produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    flow: str
+    answer: str | None
+    passed: bool | None
+    score: float | None
+    candidates: list[dict[str, Any]] = Field(default_factory=list)
+    """Every candidate any node produced, with the node's name."""
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    """One entry per node execution, in order: node, kind, passed, score, ..."""
+    usage: dict[str, Usage] = Field(default_factory=dict)
+    """Calls, tokens and cost per model over the whole run."""
+    trace: list[TraceEvent] = Field(default_factory=list)
+    trace_path: str | None = None
+
+
+class Flow:
+    """A flow: a :class:`FlowSpec` plus where it came from (for ``file:line`` errors)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        models: dict[str, str | ModelSpec | dict[str, Any]] | None = None,
+        verifier: str | VerifierSpec | None = None,
+        budget: BudgetLimits | None = None,
+        store: StoreSpec | None = None,
+        description: str = "",
+    ) -> None:
+        self._name = name
+        self._description = description
+        self._models = {
+            k: ModelSpec(model=v) if isinstance(v, str) else ModelSpec.model_validate(v)
+            for k, v in (models or {}).items()
+        }
+        self._verifier = VerifierSpec(name=verifier) if isinstance(verifier, str) else verifier
+        self._budget = budget or BudgetLimits()
+        self._store = store
+        self._nodes: dict[str, NodeSpec] = {}
+        self._edges: list[EdgeSpec] = []
+        self._start: str | None = None
+        self._spec: FlowSpec | None = None
+        self.lines = LineMap("<sdk>")
+        self.base_dir = Path.cwd()
+
+    # -- building --------------------------------------------------------------------------------
+    def node(
+        self,
+        name: str,
+        *,
+        strategy: str | None = None,
+        verifier: str | None = None,
+        model: str | None = None,
+        prompt: str | None = None,
+        join: str | None = None,
+        flow: str | None = None,
+        models: dict[str, str] | None = None,
+        max_visits: int | None = None,
+        **params: Any,
+    ) -> Flow:
+        """Add a node; keyword arguments beyond the kind are the factory's parameters."""
+        if name in self._nodes:
+            raise ConfigError(f"node {name!r} is defined twice")
+        self._nodes[name] = NodeSpec.model_validate(
+            {
+                "strategy": strategy,
+                "verifier": verifier,
+                "model": model,
+                "prompt": prompt,
+                "join": join,
+                "flow": flow,
+                "models": models or {},
+                "max_visits": max_visits,
+                "params": params,
+            }
+        )
+        self._spec = None
+        return self
+
+    def edge(self, source: str, to: str | list[str], *, when: str | None = None) -> Flow:
+        """Add a transition; ``to="end"`` finishes, a list fans out in parallel."""
+        self._edges.append(EdgeSpec.model_validate({"from": source, "to": to, "when": when}))
+        self._spec = None
+        return self
+
+    def start(self, name: str) -> Flow:
+        self._start = name
+        self._spec = None
+        return self
+
+    @property
+    def spec(self) -> FlowSpec:
+        if self._spec is None:
+            self._spec = FlowSpec(
+                name=self._name,
+                description=self._description,
+                models=self._models,
+                verifier=self._verifier,
+                start=self._start,
+                nodes=self._nodes,
+                edges=self._edges,
+                budget=self._budget,
+                store=self._store,
+            )
+        return self._spec
+
+    @classmethod
+    def from_spec(cls, spec: FlowSpec, lines: LineMap | None = None, base_dir: Path | None = None) -> Flow:
+        flow = cls(spec.name)
+        flow._spec = spec
+        flow.lines = lines or LineMap("<spec>")
+        flow.base_dir = base_dir or Path.cwd()
+        return flow
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, *, check: bool = True) -> Flow:
+        """Load and (by default) validate a flow file; errors point at ``file:line``."""
+        data, lines = load_yaml_file(path)
+        return cls._from_data(data, lines, Path(path).resolve().parent, check)
+
+    @classmethod
+    def from_yaml_text(cls, text: str, *, source: str = "<flow>", check: bool = True) -> Flow:
+        data, lines = load_yaml(text, source)
+        return cls._from_data(data, lines, Path.cwd(), check)
+
+    @classmethod
+    def _from_data(cls, data: Any, lines: LineMap, base_dir: Path, check: bool) -> Flow:
+        if not isinstance(data, dict):
+            raise lines.error("a flow file is a mapping with name, models, nodes and edges")
+        try:
+            spec = FlowSpec.model_validate(data)
+        except ValidationError as e:
+            raise render_validation_error(e, lines) from None
+        flow = cls.from_spec(spec, lines, base_dir)
+        if check:
+            flow.validate()
+        return flow
+
+    def to_yaml(self) -> str:
+        """The flow as YAML, in the file format (defaults left out)."""
+        data = self.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        return yaml.safe_dump(data, sort_keys=False)
+
+    # -- checking and drawing --------------------------------------------------------------------
+    def validate(self) -> Flow:
+        """Raise the first problem as a :class:`ConfigError` at ``file:line``; return self if none."""
+        validate(self.spec, self.lines, self.base_dir)
+        return self
+
+    def mermaid(self) -> str:
+        """The flow as a Mermaid flowchart."""
+        from forkpath.flows._draw import mermaid
+
+        return mermaid(self.spec, flow_graph(self.spec))
+
+    # -- running -----------------------------------------------------------------------------------
+    def _runtime(self, store: Any) -> Any:
+        from forkpath.flows._nodes import FlowRuntime
+
+        cache = None
+        if store is not None and self.spec.store is not None and self.spec.store.cache:
+            cache = store.generation_cache(self.spec.store.namespace)
+        return FlowRuntime(self.spec, self.base_dir, cache=cache)
+
+    async def stream(
+        self,
+        task: Task,
+        *,
+        run_id: str | None = None,
+        resume: bool = False,
+        budget: Budget | None = None,
+        trace: bool = True,
+        runs_dir: str | Path | None = None,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Run the flow, yielding ``(node, update)`` as each node finishes, then ``("__result__",
+        {"result": FlowResult})``. With ``resume`` and a known ``run_id``, continue from the last
+        checkpoint of that run instead of starting again."""
+        from forkpath.flows._compile import stream_run
+
+        spec = self.spec
+        run_id = run_id or uuid.uuid4().hex[:12]
+        run_dir = Path(runs_dir or spec.trace.dir) / run_id
+        trace_path = run_dir / "trace.jsonl" if trace else None
+        checkpoint_path = run_dir / "checkpoints.sqlite" if trace and spec.trace.checkpoints else None
+        store = None
+        if spec.store is not None:
+            from forkpath.store import open_store
+
+            store = open_store(spec.store.url)
+        runtime = self._runtime(store)
+        if budget is not None:
+            runtime.budget = budget
+        initial: Any = (
+            None
+            if resume and checkpoint_path and checkpoint_path.exists()
+            else {
+                "task": task.model_dump(mode="json"),
+                "prompt": task.prompt,
+                "answer": None,
+                "passed": None,
+                "score": None,
+                "candidates": [],
+                "steps": [],
+                "visits": {},
+            }
+        )
+        tracer = Tracer(trace_path)
+        state: dict[str, Any] = {}
+        try:
+            with tracer, runtime.budget.open():
+                async for node, update, latest in stream_run(runtime, initial, run_id, checkpoint_path):
+                    if node == "__end__":
+                        state = dict(latest)
+                    else:
+                        yield node, update
+        finally:
+            if store is not None:
+                with contextlib.suppress(Exception):
+                    await store.aclose()
+        result = FlowResult(
+            run_id=run_id,
+            flow=spec.name,
+            answer=state.get("answer"),
+            passed=state.get("passed"),
+            score=state.get("score"),
+            candidates=state.get("candidates", []),
+            steps=state.get("steps", []),
+            usage=dict(runtime.budget.by_model),
+            trace=tracer.events,
+            trace_path=str(trace_path) if trace_path else None,
+        )
+        yield "__result__", {"result": result}
+
+    async def run(self, task: Task, **options: Any) -> FlowResult:
+        """Run the flow on ``task`` and return its result (see :meth:`stream` for options)."""
+        result: FlowResult | None = None
+        async for node, update in self.stream(task, **options):
+            if node == "__result__":
+                result = update["result"]
+        assert result is not None
+        return result
+
+    def run_sync(self, task: Task, **options: Any) -> FlowResult:
+        """:meth:`run` for scripts: runs its own event loop."""
+        return asyncio.run(self.run(task, **options))
+
+
+__all__ = ["END", "Flow", "FlowResult"]
