@@ -13,22 +13,25 @@ def _label(spec: FlowSpec, name: str) -> str:
     if name == END:
         return "end"
     node = spec.nodes[name]
-    what = node.strategy or node.verifier or node.model or node.join or node.flow or "prompt"
+    what = node.strategy or node.verifier or node.model or node.join or node.flow or ""
     bound = f" ≤{node.max_visits}" if node.max_visits else ""
-    return f"{name}: {node.kind} {what}{bound}"
+    return f"{name}: {node.kind} {what}".rstrip() + bound
 
 
 def mermaid(spec: FlowSpec, graph: nx.DiGraph) -> str:
     """A Mermaid ``flowchart TD`` of the flow; conditions label the edges."""
+    def ident(name: str) -> str:
+        return "__end__" if name == END else name  # `end` is a Mermaid keyword
+
     lines = ["flowchart TD", "    __start__([start])"]
     for name in graph.nodes:
         shape = ("([", "])") if name == END else ("[", "]")
-        lines.append(f'    {name}{shape[0]}"{_label(spec, name)}"{shape[1]}')
+        lines.append(f'    {ident(name)}{shape[0]}"{_label(spec, name)}"{shape[1]}')
     lines.append(f"    __start__ --> {spec.first}")
     for source, target, data in graph.edges(data=True):
-        when = data.get("when")
+        when = (data.get("when") or "").replace('"', "'")
         arrow = f'-- "{when}" -->' if when else "-->"
-        lines.append(f"    {source} {arrow} {target}")
+        lines.append(f"    {ident(source)} {arrow} {ident(target)}")
     return "\n".join(lines) + "\n"
 
 
