@@ -10,7 +10,7 @@ $(VENV)/.local: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.local
-	$(PY) -m pip install --quiet -e '.[local,dev]'
+	$(PY) -m pip install --quiet -e '.[local,dev,ray]'
 	touch $@
 
 .PHONY: quickstart test lint typecheck

@@ -20,6 +20,7 @@ def _label(spec: FlowSpec, name: str) -> str:
 
 def mermaid(spec: FlowSpec, graph: nx.DiGraph) -> str:
     """A Mermaid ``flowchart TD`` of the flow; conditions label the edges."""
+
     def ident(name: str) -> str:
         return "__end__" if name == END else name  # `end` is a Mermaid keyword
 

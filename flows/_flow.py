@@ -26,7 +26,7 @@ from forkpath._types import Task
 from forkpath.flows._schema import END, EdgeSpec, FlowSpec, ModelSpec, NodeSpec, StoreSpec, VerifierSpec
 from forkpath.flows._validate import flow_graph, validate
 from forkpath.flows._yaml import LineMap, load_yaml, load_yaml_file, render_validation_error
-from forkpath.models import Usage
+from forkpath.models import Usage, usage_meter
 from forkpath.strategies import Budget, BudgetLimits
 
 
@@ -243,7 +243,7 @@ class Flow:
         tracer = Tracer(trace_path)
         state: dict[str, Any] = {}
         try:
-            with tracer, runtime.budget.open():
+            with tracer, runtime.budget.open(), usage_meter() as meter:
                 async for node, update, latest in stream_run(runtime, initial, run_id, checkpoint_path):
                     if node == "__end__":
                         state = dict(latest)
@@ -261,7 +261,7 @@ class Flow:
             score=state.get("score"),
             candidates=state.get("candidates", []),
             steps=state.get("steps", []),
-            usage=dict(runtime.budget.by_model),
+            usage=dict(meter.by_model),
             trace=tracer.events,
             trace_path=str(trace_path) if trace_path else None,
         )

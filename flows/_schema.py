@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from forkpath.batch._datasets import DatasetSpec
 from forkpath.strategies._budget import BudgetLimits
 
 END = "end"
@@ -151,6 +152,8 @@ class FlowSpec(_Spec):
     store: StoreSpec | None = None
     """Generation cache; omit for none."""
     trace: TraceSpec = Field(default_factory=TraceSpec)
+    dataset: DatasetSpec | None = None
+    """The task set ``forkpath batch`` runs this flow over when no ``--dataset`` is given."""
     max_steps: int = Field(default=50, ge=1)
     """Most node executions in one run (a safety net on top of ``max_visits``)."""
 

@@ -80,6 +80,7 @@ def _mount_optional() -> None:
 
     for module, group in (
         ("forkpath.flows._cli", None),
+        ("forkpath.batch._cli", None),
         ("forkpath.verifiers._cli", None),
         ("forkpath.store._cli", "store"),
         ("forkpath.routers._cli", "router"),

@@ -10,6 +10,7 @@ to branch on. Selectable by name as ``fake/<anything>``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from forkpath._errors import BadRequestError
 from forkpath.models._base import Model
 from forkpath.models._types import (
     GenerateRequest,
@@ -44,6 +46,8 @@ class FakeModel(Model):
         default: str = "I do not know.",
         confidence: float = 0.9,
         tokenizer_id: str = "fake-ascii",
+        latency_s: float = 0.0,
+        fail_on: dict[str, str] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -62,6 +66,10 @@ class FakeModel(Model):
         self.script = script or {}
         self.default = default
         self.confidence = confidence
+        self.latency_s = latency_s
+        """Seconds each call takes (for tests of concurrency, timeouts and interrupted runs)."""
+        self.fail_on = fail_on or {}
+        """Prompt substring -> error message: such a call raises :class:`BadRequestError`."""
         self.calls = 0
 
     # -- token level ---------------------------------------------------------------------------
@@ -124,6 +132,11 @@ class FakeModel(Model):
             prompt = request.prompt
         else:
             prompt = self.detokenize(request.prompt_tokens or ())
+        for needle, message in self.fail_on.items():
+            if needle in prompt:
+                raise BadRequestError(message, model=self.id)
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         index = request.sample_index if request.temperature > 0 else 0
         answer = self._answer_for(prompt, index)
         finish: str = "stop"

@@ -15,6 +15,7 @@ prefix with the previous one evaluates only the new suffix.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
 from collections.abc import Sequence
@@ -152,6 +153,16 @@ class _Engine:
 
 _ENGINES: dict[tuple[str, int], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_engines() -> None:
+    # Free llama.cpp models while the interpreter is still whole; at shutdown the library's own
+    # finalisers run after their module globals are gone and print errors.
+    for engine in _ENGINES.values():
+        engine.executor.shutdown(wait=True)
+        engine.llm.close()
+    _ENGINES.clear()
 
 
 def _engine(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:

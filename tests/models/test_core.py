@@ -95,3 +95,10 @@ async def test_fake_model_token_level_is_consistent() -> None:
     prefix = model.chat_prefix(ASK) + model.tokenize("4 is")
     dist = await model.next_token_logprobs(prefix)
     assert int(dist.argmax()) == ord(" ")
+
+
+async def test_a_meter_opened_twice_counts_each_call_once() -> None:
+    model = FakeModel("fake/once")
+    with usage_meter() as meter, usage_meter(meter):
+        await model.generate(GenerateRequest(messages=ASK))
+    assert meter.total.calls == 1

@@ -1,0 +1,109 @@
+"""``forkpath store``: inspect and empty store namespaces.
+
+Mounted by the core CLI as ``forkpath store stats|clear``::
+
+    forkpath store stats --store redis://127.0.0.1:6379/0
+    forkpath store stats --namespace my-project --json
+    forkpath store clear --namespace run-7 --yes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from forkpath._errors import ForkpathError
+
+app = typer.Typer(help="Inspect and empty store namespaces.", no_args_is_help=True, add_completion=False)
+
+T = TypeVar("T")
+
+_STORE = typer.Option(
+    None, "--store", help="Store URL or SQLite path (default: $FORKPATH_STORE or .forkpath/store.db)."
+)
+_JSON = typer.Option(False, "--json", help="Machine-readable output.")
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _run(url: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Open the store, run ``work(store)``, close it; a forkpath error becomes one line and exit 2."""
+    from forkpath.store._store import open_store
+
+    async def main() -> T:
+        store = open_store(url)
+        try:
+            return await work(store)
+        finally:
+            await store.aclose()
+
+    try:
+        return asyncio.run(main())
+    except ForkpathError as e:
+        _console(stderr=True).print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(2) from None
+
+
+@app.command("stats")
+def stats(
+    store: str | None = _STORE,
+    namespace: str | None = typer.Option(None, "--namespace", "-n", help="One namespace (default: all)."),
+    as_json: bool = _JSON,
+) -> None:
+    """Show what each namespace holds: cache entries, nodes, results, corrupt entries, evictions."""
+
+    async def work(s: Any) -> tuple[str, list[dict[str, Any]]]:
+        names = [namespace] if namespace else await s.namespaces()
+        return s.url, [(await s.stats(n)).model_dump() for n in names]
+
+    url, rows = _run(store, work)
+    if as_json:
+        print(json.dumps({"store": url, "namespaces": rows}, indent=2))
+        return
+    console = _console()
+    if not rows:
+        console.print(f"{url}: empty")
+        return
+    table = Table(title=url)
+    columns = ("namespace", "cache_entries", "cache_bytes", "nodes", "results", "corrupt", "evictions")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="left" if column == "namespace" else "right")
+    for row in rows:
+        table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
+    console.print(table)
+
+
+@app.command("clear")
+def clear(
+    namespace: str = typer.Option(..., "--namespace", "-n", help="The namespace (or run id) to empty."),
+    store: str | None = _STORE,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    as_json: bool = _JSON,
+) -> None:
+    """Remove everything in one namespace: cache entries, nodes, claims, results and counters."""
+    from forkpath.store._base import check_namespace
+
+    try:
+        check_namespace(namespace)
+    except ForkpathError as e:
+        _console(stderr=True).print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(2) from None
+    if not yes and not typer.confirm(f"Remove everything in namespace {namespace!r}?"):
+        raise typer.Exit(1)
+
+    async def work(s: Any) -> tuple[str, int]:
+        return s.url, await s.clear(namespace)
+
+    url, removed = _run(store, work)
+    if as_json:
+        print(json.dumps({"store": url, "namespace": namespace, "removed": removed}))
+    else:
+        _console().print(f"{url}: cleared namespace {namespace!r} ({removed} records)")

@@ -1,0 +1,174 @@
+"""Batch runs: results as they complete, resume after a kill, errors recorded, bad lines, metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from forkpath import ConfigError
+from forkpath.batch import (
+    BatchConfig,
+    DatasetSpec,
+    load_tasks,
+    pass_at_k,
+    read_records,
+    run_batch,
+    summarize,
+    write_report,
+)
+from forkpath.flows import Flow
+
+FLOW = """\
+name: batch-test
+models:
+  default: {model: fake/m, options: {latency_s: LATENCY, script: {"q0": ["The answer is 0."], "q1": ["The answer is 1."],
+    "q2": ["The answer is 7."], "q3": ["The answer is 3."], "q4": ["The answer is 4."], "q5": ["The answer is 5."],
+    "q6": ["The answer is 6."], "q7": ["The answer is 7."], "q8": ["The answer is 8."], "q9": ["The answer is 9."]},
+    fail_on: {"q5": "simulated provider rejection"}}}
+verifier: math_answer
+nodes:
+  sample:
+    strategy: best_of_n
+    params: {n: 2, temperature: 1.0, early_stop: false}
+edges:
+  - {from: sample, to: end}
+"""
+
+
+def write_dataset(path: Path, n: int = 10) -> Path:
+    with path.open("w") as f:
+        for i in range(n):
+            f.write(json.dumps({"id": f"t{i}", "question": f"q{i}: what is {i}?", "gold": i}) + "\n")
+    return path
+
+
+def dataset(path: Path, **kw: object) -> DatasetSpec:
+    return DatasetSpec(
+        name="jsonl", path=str(path), kind="math", fields={"prompt": "question", "answer": "gold"}, **kw
+    )  # type: ignore[arg-type]
+
+
+async def test_results_are_written_and_errors_recorded(tmp_path: Path) -> None:
+    tasks = load_tasks(dataset(write_dataset(tmp_path / "d.jsonl")))
+    flow = Flow.from_yaml_text(FLOW.replace("LATENCY", "0"))
+    seen: list[str] = []
+    summary = await run_batch(
+        flow,
+        tasks,
+        BatchConfig(run_id="r", out_dir=tmp_path / "out", concurrency=3),
+        on_record=lambda r: seen.append(r.task_id),
+    )
+    records = {r.task_id: r for r in read_records(tmp_path / "out")}
+    assert summary.ran == 10 and sorted(seen) == sorted(records) == [f"t{i}" for i in range(10)]
+    assert records["t5"].status == "error"
+    assert records["t5"].error == "BadRequestError: fake/m: simulated provider rejection"
+    assert records["t2"].passed is False and records["t3"].passed is True
+    metrics = summarize(list(records.values()))
+    assert metrics.errors == 1 and metrics.accuracy == pytest.approx(8 / 10)
+    report = write_report([tmp_path / "out"])
+    assert "| r | 10 | 0.800 |" in report.read_text()
+    assert (tmp_path / "out" / "report.html").exists() and (
+        tmp_path / "out" / "accuracy_vs_cost.png"
+    ).exists()
+
+
+async def test_rerun_skips_finished_tasks_and_repairs_a_torn_line(tmp_path: Path) -> None:
+    tasks = load_tasks(dataset(write_dataset(tmp_path / "d.jsonl")))
+    flow = Flow.from_yaml_text(FLOW.replace("LATENCY", "0"))
+    config = BatchConfig(run_id="r", out_dir=tmp_path / "out")
+    await run_batch(flow, tasks[:4], config)
+    with (tmp_path / "out" / "results.jsonl").open("a") as f:
+        f.write('{"run_id": "r", "task_id": "t4", "sta')  # killed mid-write
+    summary = await run_batch(flow, tasks, config)
+    assert (summary.skipped, summary.ran) == (4, 6)
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["task_id"] for line in lines) == [f"t{i}" for i in range(10)]
+
+
+def test_a_killed_run_resumes_with_exactly_one_result_per_task(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "d.jsonl")
+    (tmp_path / "flow.yaml").write_text(
+        FLOW.replace("LATENCY", "0.4")
+        + "dataset: {name: jsonl, path: d.jsonl, kind: math, fields: {prompt: question, answer: gold}}\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "forkpath._cli",
+        "batch",
+        "flow.yaml",
+        "--out",
+        "out",
+        "--concurrency",
+        "1",
+        "--no-report",
+    ]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = tmp_path / "out" / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 3):
+        assert proc.poll() is None, "the batch ended before it could be killed"
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = [json.loads(line)["task_id"] for line in results.read_text().splitlines() if line.strip()]
+    assert 3 <= len(before) < 10
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{10 - len(before)} run, {len(before)} already done (resumed), of 10" in " ".join(
+        done.stdout.split()
+    )
+    after = [json.loads(line)["task_id"] for line in results.read_text().splitlines()]
+    assert sorted(after) == [f"t{i}" for i in range(10)]  # each task exactly once
+    assert after[: len(before)] == before
+
+
+def test_malformed_dataset_lines_stop_or_skip(tmp_path: Path) -> None:
+    path = write_dataset(tmp_path / "d.jsonl", 3)
+    with path.open("a") as f:
+        f.write('{"id": "t3", "question": "q3"\n')  # broken JSON on line 4
+        f.write('{"id": "t4", "gold": 4}\n')  # no question on line 5
+        f.write(json.dumps({"id": "t5", "question": "q5", "gold": 5}) + "\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:4: not JSON"):
+        load_tasks(dataset(path))
+    kept = load_tasks(dataset(path, on_bad_line="skip"))
+    assert [t.id for t in kept] == ["t0", "t1", "t2", "t5"]
+    assert kept[0].answer == "0" and kept[0].kind == "math"
+
+
+def test_cli_reports_a_bad_line_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "fine"}\n{"prompt": \n')
+    (tmp_path / "flow.yaml").write_text(FLOW.replace("LATENCY", "0"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "forkpath._cli", "batch", "flow.yaml", "--dataset", "d.jsonl"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "d.jsonl:2: not JSON" in proc.stderr
+
+
+def test_pass_at_k_is_the_unbiased_estimator() -> None:
+    assert pass_at_k(10, 0, 1) == 0.0
+    assert pass_at_k(10, 10, 5) == 1.0
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)  # 1 - C(3,2)/C(5,2)
+    with pytest.raises(ValueError, match="pass@3 needs at least 3 samples"):
+        pass_at_k(2, 1, 3)
+
+
+def test_builtin_datasets() -> None:
+    humaneval = load_tasks(DatasetSpec(name="humaneval", offset=2, limit=2))
+    assert [t.id for t in humaneval] == ["HumanEval/2", "HumanEval/3"] and humaneval[0].entry_point
+    gsm8k = load_tasks(DatasetSpec(name="gsm8k", limit=1))
+    assert gsm8k[0].id == "gsm8k/0" and gsm8k[0].answer == "18" and gsm8k[0].kind == "math"

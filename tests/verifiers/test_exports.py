@@ -1,0 +1,77 @@
+"""The public API of forkpath.verifiers, pinned: changing it is a deliberate act."""
+
+from __future__ import annotations
+
+import forkpath.verifiers
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(forkpath.verifiers.__all__) == [
+        "AITestsVerifier",
+        "AllOf",
+        "FirstFailure",
+        "GeneratedTests",
+        "Limits",
+        "MathAnswerVerifier",
+        "ModelJudge",
+        "ProgramRun",
+        "PythonTestsVerifier",
+        "Reason",
+        "Sandbox",
+        "Source",
+        "TestResult",
+        "Verdict",
+        "Verifier",
+        "VerifierSpec",
+        "Weighted",
+        "ai_tests",
+        "all_of",
+        "default_sandbox",
+        "extract_code",
+        "extract_math_answer",
+        "first_failure",
+        "generate_tests",
+        "gsm8k_to_task",
+        "humaneval_program",
+        "humaneval_task",
+        "humaneval_tasks",
+        "humaneval_to_task",
+        "load_task",
+        "make_verifier",
+        "math_answer",
+        "math_equal",
+        "model_judge",
+        "outputs_match",
+        "parse_score",
+        "python_tests",
+        "run_program",
+        "verifiers",
+        "verify_many",
+        "weighted",
+        "yes_probability",
+    ]
+
+
+def test_every_public_name_exists_and_callables_are_documented() -> None:
+    for name in forkpath.verifiers.__all__:
+        obj = getattr(forkpath.verifiers, name)
+        if callable(obj) and not isinstance(obj, type(forkpath.verifiers.Reason)):
+            assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_registry_names_the_documented_verifiers() -> None:
+    assert forkpath.verifiers.verifiers.names() == [
+        "ai_tests",
+        "all_of",
+        "first_failure",
+        "math_answer",
+        "model_judge",
+        "python_tests",
+        "weighted",
+    ]
+
+
+def test_the_cli_exposes_a_verify_command() -> None:
+    from forkpath.verifiers._cli import app
+
+    assert [c.name for c in app.registered_commands] == ["verify"]
