@@ -15,7 +15,7 @@ $(VENV)/.dev: $(VENV)/.local
 
 .PHONY: quickstart test lint typecheck
 quickstart: $(VENV)/.local
-	$(PY) examples/quickstart.py
+	$(VENV)/bin/forkpath batch examples/quickstart.yaml --out runs/quickstart
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

@@ -64,18 +64,24 @@ async def main(model_id: str, n_tasks: int, n: int, rounds: int) -> None:
             times["flow"].append(await as_flow(runs_dir))
     d, f = statistics.median(times["direct"]), statistics.median(times["flow"])
     per_task = (f - d) / n_tasks
-    print(f"## Flow overhead: best_of_n n={n}, {n_tasks} HumanEval tasks, {model_id}, {rounds} alternating rounds")
+    print(
+        f"## Flow overhead: best_of_n n={n}, {n_tasks} HumanEval tasks, {model_id}, {rounds} alternating rounds"
+    )
     print(f"direct strategy call   median {d:8.2f} s   runs {[round(x, 2) for x in times['direct']]}")
     print(f"flow (LangGraph)       median {f:8.2f} s   runs {[round(x, 2) for x in times['flow']]}")
     print(f"ratio flow / direct    {f / d:8.4f}   extra {1000 * per_task:+.1f} ms per task")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="local/smollm2-135m")
     parser.add_argument("--tasks", type=int, default=3)
     parser.add_argument("--n", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    print(f"$ python bench/flows.py --model {args.model} --tasks {args.tasks} --n {args.n} --rounds {args.rounds}")
+    print(
+        f"$ python bench/flows.py --model {args.model} --tasks {args.tasks} --n {args.n} --rounds {args.rounds}"
+    )
     asyncio.run(main(args.model, args.tasks, args.n, args.rounds))

@@ -175,7 +175,12 @@ def make_node(name: str, node: NodeSpec, runtime: FlowRuntime) -> Any:
 
 async def _run_strategy(name: str, node: NodeSpec, runtime: FlowRuntime, state: FlowState) -> dict[str, Any]:
     assert node.strategy is not None
-    strategy = strategies.create(node.strategy, **node.params)
+    params = dict(node.params)
+    visit = state.get("visits", {}).get(name, 0)
+    if visit and "seed" in strategies.params_model(node.strategy).model_fields:
+        # Each visit of a node in a loop draws fresh samples instead of replaying the last ones.
+        params["seed"] = int(params.get("seed", 0)) + visit
+    strategy = strategies.create(node.strategy, **params)
     roles = {n: n for n in runtime.spec.models} | node.models
     context = Context(models=_LazyModels(runtime, roles), verifier=runtime.verifier(), budget=runtime.budget)
     result = await strategy(task_of(state), context)

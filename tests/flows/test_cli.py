@@ -55,7 +55,10 @@ def test_run_validate_graph_and_trace(tmp_path: Path) -> None:
     events = [json.loads(line) for line in shown.stdout.splitlines()]
     assert sum(e["type"] == "model_call" for e in events) == 1
     assert [(e["node"], e["phase"]) for e in events if e["type"] == "node"] == [
-        ("ask", "start"), ("ask", "end"), ("check", "start"), ("check", "end")
+        ("ask", "start"),
+        ("ask", "end"),
+        ("check", "start"),
+        ("check", "end"),
     ]
 
 

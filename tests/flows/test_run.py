@@ -197,3 +197,25 @@ async def test_flow_budget_is_shared_by_its_nodes(tmp_path: Path) -> None:
     assert total_calls <= 2  # one branch may start its call before the other sees the limit
     stopped = [s.get("stopped") for s in result.steps if s["kind"] == "strategy"]
     assert "budget" in stopped
+
+
+async def test_each_visit_of_a_looping_strategy_draws_fresh_samples(tmp_path: Path) -> None:
+    text = """\
+name: fresh-samples
+models:
+  default: {model: fake/m, options: {script: {"6*7": ["The answer is 40.", "The answer is 41.", "The answer is 42."]}}}
+verifier: math_answer
+nodes:
+  try:
+    strategy: best_of_n
+    params: {n: 1, temperature: 1.0}
+    max_visits: 3
+edges:
+  - {from: try, to: end, when: passed}
+  - {from: try, to: try}
+"""
+    result = await Flow.from_yaml_text(text).run(TASK, runs_dir=tmp_path)
+    # The fake model ignores seeds (it never passes here), so the node runs three times; each
+    # visit must create the strategy with a new seed.
+    seeds = [e.params.get("seed", 0) for e in result.trace if e.type == "strategy" and e.phase == "start"]
+    assert seeds == [0, 1, 2]
