@@ -8,7 +8,7 @@ Example:
 """
 
 from forkpath.flows._flow import Flow, FlowResult
-from forkpath.flows._schema import EdgeSpec, FlowSpec, ModelSpec, NodeSpec, StoreSpec, TraceSpec, VerifierSpec
+from forkpath.flows._schema import EdgeSpec, FlowSpec, ModelSpec, NodeSpec, TraceSpec, VerifierSpec
 
 __all__ = [
     "EdgeSpec",
@@ -17,7 +17,6 @@ __all__ = [
     "FlowSpec",
     "ModelSpec",
     "NodeSpec",
-    "StoreSpec",
     "TraceSpec",
     "VerifierSpec",
 ]

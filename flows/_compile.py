@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from langgraph.errors import GraphRecursionError
 from langgraph.graph import END as LG_END
 from langgraph.graph import START, StateGraph
 
+from forkpath._errors import FlowError
 from forkpath.flows._nodes import FlowRuntime, FlowState, make_node
 from forkpath.flows._schema import END, EdgeSpec
 
@@ -98,14 +100,25 @@ async def stream_run(
         app = compile_graph(runtime, saver)
         config = {"configurable": {"thread_id": run_id}, "recursion_limit": runtime.spec.max_steps}
         state: FlowState = dict(initial or {})  # type: ignore[assignment]
-        if initial is None and saver is not None:
-            snapshot = await app.aget_state(config)
-            state = dict(snapshot.values)  # type: ignore[assignment]
-        async for mode, chunk in app.astream(initial, config=config, stream_mode=["updates", "values"]):
-            if mode == "values":
-                state = dict(chunk)  # type: ignore[assignment]
-                continue
-            for node, update in chunk.items():
-                if update:
-                    yield node, update, state
+        if saver is not None:
+            if initial is None:
+                state = dict((await app.aget_state(config)).values)  # type: ignore[assignment]
+            else:
+                # A fresh start under a run id that already has checkpoints (a retry, a rerun):
+                # LangGraph would merge the new input into the old state, so drop the old thread.
+                await saver.setup()
+                await saver.adelete_thread(run_id)
+        try:
+            async for mode, chunk in app.astream(initial, config=config, stream_mode=["updates", "values"]):
+                if mode == "values":
+                    state = dict(chunk)  # type: ignore[assignment]
+                    continue
+                for node, update in chunk.items():
+                    if update:
+                        yield node, update, state
+        except GraphRecursionError:
+            raise FlowError(
+                f"flow {runtime.spec.name!r} ran more than max_steps={runtime.spec.max_steps} node executions; "
+                "raise max_steps or lower the max_visits of its loops"
+            ) from None
         yield "__end__", {}, state

@@ -23,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from forkpath._errors import ConfigError
 from forkpath._trace import TraceEvent, Tracer
 from forkpath._types import Task
-from forkpath.flows._schema import END, EdgeSpec, FlowSpec, ModelSpec, NodeSpec, StoreSpec, VerifierSpec
+from forkpath.flows._schema import END, EdgeSpec, FlowSpec, ModelSpec, NodeSpec, VerifierSpec
 from forkpath.flows._validate import flow_graph, validate
 from forkpath.flows._yaml import LineMap, load_yaml, load_yaml_file, render_validation_error
 from forkpath.models import Usage, usage_meter
+from forkpath.store import StoreConfig
 from forkpath.strategies import Budget, BudgetLimits
 
 
@@ -60,7 +61,7 @@ class Flow:
         models: dict[str, str | ModelSpec | dict[str, Any]] | None = None,
         verifier: str | VerifierSpec | None = None,
         budget: BudgetLimits | None = None,
-        store: StoreSpec | None = None,
+        store: StoreConfig | None = None,
         description: str = "",
     ) -> None:
         self._name = name
@@ -190,13 +191,9 @@ class Flow:
         return mermaid(self.spec, flow_graph(self.spec))
 
     # -- running -----------------------------------------------------------------------------------
-    def _runtime(self, store: Any) -> Any:
-        from forkpath.flows._nodes import FlowRuntime
-
-        cache = None
-        if store is not None and self.spec.store is not None and self.spec.store.cache:
-            cache = store.generation_cache(self.spec.store.namespace)
-        return FlowRuntime(self.spec, self.base_dir, cache=cache)
+    def open_store(self) -> Any:
+        """The store the flow's ``store:`` block names (None without one); the caller closes it."""
+        return self.spec.store.open() if self.spec.store is not None else None
 
     async def stream(
         self,
@@ -207,23 +204,28 @@ class Flow:
         budget: Budget | None = None,
         trace: bool = True,
         runs_dir: str | Path | None = None,
+        store: Any = None,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Run the flow, yielding ``(node, update)`` as each node finishes, then ``("__result__",
-        {"result": FlowResult})``. With ``resume`` and a known ``run_id``, continue from the last
-        checkpoint of that run instead of starting again."""
+        {"result": FlowResult})``.
+
+        With ``resume`` and a known ``run_id``, continue from the last checkpoint of that run;
+        without it, a run id that has a checkpoint starts again from scratch. ``store`` is an open
+        store to use (a batch passes one for all its tasks); by default the flow opens its own.
+        """
         from forkpath.flows._compile import stream_run
+        from forkpath.flows._nodes import FlowRuntime
 
         spec = self.spec
         run_id = run_id or uuid.uuid4().hex[:12]
         run_dir = Path(runs_dir or spec.trace.dir) / run_id
         trace_path = run_dir / "trace.jsonl" if trace else None
         checkpoint_path = run_dir / "checkpoints.sqlite" if trace and spec.trace.checkpoints else None
-        store = None
-        if spec.store is not None:
-            from forkpath.store import open_store
-
-            store = open_store(spec.store.url)
-        runtime = self._runtime(store)
+        own_store = store is None and spec.store is not None
+        if own_store:
+            store = self.open_store()
+        cache = spec.store.generation_cache(store) if spec.store is not None and store is not None else None
+        runtime = FlowRuntime(spec, self.base_dir, cache=cache)
         if budget is not None:
             runtime.budget = budget
         initial: Any = (
@@ -250,7 +252,7 @@ class Flow:
                     else:
                         yield node, update
         finally:
-            if store is not None:
+            if own_store and store is not None:
                 with contextlib.suppress(Exception):
                     await store.aclose()
         result = FlowResult(

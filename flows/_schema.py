@@ -26,8 +26,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from forkpath.batch._datasets import DatasetSpec
-from forkpath.strategies._budget import BudgetLimits
+from forkpath.batch import DatasetSpec
+from forkpath.store import StoreConfig
+from forkpath.strategies import BudgetLimits
 
 END = "end"
 NodeKind = Literal["strategy", "verifier", "model", "prompt", "join", "flow"]
@@ -114,17 +115,6 @@ class EdgeSpec(_Spec):
         return [self.to] if isinstance(self.to, str) else list(self.to)
 
 
-class StoreSpec(_Spec):
-    """Where model calls are cached."""
-
-    url: str | None = None
-    """``sqlite:///path.db``, a file path, or ``redis://host:port/db``; default: ``FORKPATH_STORE``
-    or ``.forkpath/store.db``."""
-    cache: bool = True
-    """Replay identical model calls from the store (off: every call reaches the model)."""
-    namespace: str = "default"
-
-
 class TraceSpec(_Spec):
     """Where the JSONL trace of each run goes."""
 
@@ -149,8 +139,9 @@ class FlowSpec(_Spec):
     edges: list[EdgeSpec] = Field(default_factory=list)
     budget: BudgetLimits = Field(default_factory=BudgetLimits)
     """Limits shared by every node of one run."""
-    store: StoreSpec | None = None
-    """Generation cache; omit for none."""
+    store: StoreConfig | None = None
+    """Where model calls are cached (``url``, ``fallback``, ``cache: {namespace, ttl_s, max_entries}``,
+    ``cache: null`` for no cache); omit the block for no store."""
     trace: TraceSpec = Field(default_factory=TraceSpec)
     dataset: DatasetSpec | None = None
     """The task set ``forkpath batch`` runs this flow over when no ``--dataset`` is given."""

@@ -75,7 +75,7 @@ def models_pull(name: str = typer.Argument(..., help="Bundled model, e.g. qwen2.
 
 
 def _mount_optional() -> None:
-    """Mount the role packages' command groups (each is optional while the roles land)."""
+    """Mount the command groups that the role packages define in their own ``_cli`` modules."""
     import importlib
 
     for module, group in (
@@ -85,10 +85,7 @@ def _mount_optional() -> None:
         ("forkpath.store._cli", "store"),
         ("forkpath.routers._cli", "router"),
     ):
-        try:
-            sub = importlib.import_module(module).app
-        except ModuleNotFoundError:
-            continue
+        sub = importlib.import_module(module).app
         if group is not None:
             app.add_typer(sub, name=group, help=sub.info.help)
         else:  # top-level commands (run, validate, verify, ...) and their groups (trace)

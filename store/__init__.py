@@ -8,11 +8,19 @@ Example:
     >>> await store.put_result("run-1", "task-1", {"ok": True})
     >>> await store.finished_ids("run-1")
     {'task-1'}
+    >>> await store.clear("my-project", what="cache")  # results of a run of that name stay
 
 Backends implement :class:`StoreBackend` and pass ``tests/store/conformance.py``.
 """
 
-from forkpath.store._base import FORMAT_VERSION, NodeRecord, StoreBackend, StoreStats, check_namespace
+from forkpath.store._base import (
+    FORMAT_VERSION,
+    ClearWhat,
+    NodeRecord,
+    StoreBackend,
+    StoreStats,
+    check_namespace,
+)
 from forkpath.store._cache import CacheConfig, CacheCounters, StoreGenerationCache
 from forkpath.store._redis import RedisBackend
 from forkpath.store._sqlite import SQLiteBackend
@@ -33,6 +41,7 @@ __all__ = [
     "FORMAT_VERSION",
     "CacheConfig",
     "CacheCounters",
+    "ClearWhat",
     "NewChild",
     "NodeRecord",
     "PrefixMatch",

@@ -23,7 +23,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,6 +35,16 @@ FORMAT_VERSION = 1
 """Version of the envelope and of the backends' layouts; a store of another version is refused."""
 
 EntryKind = Literal["generation", "node", "rollout", "result"]
+
+ClearWhat = Literal["cache", "trajectories", "results", "all"]
+"""What :meth:`Store.clear` removes from a namespace.
+
+A cache namespace and a batch run id share one name space, so clearing must say which area it
+means: ``cache`` (entries and the eviction counter), ``trajectories`` (nodes and claims),
+``results`` (batch results of the run of that name) or ``all`` (those and every counter).
+"""
+
+CLEAR_WHAT: tuple[ClearWhat, ...] = get_args(ClearWhat)
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/:@=+]{0,199}")
 
@@ -122,7 +132,7 @@ class StoreStats(BaseModel):
 
     namespace: str
     cache_entries: int = 0
-    """Generation cache entries (may include expired ones not yet purged)."""
+    """Live generation cache entries (expired ones are not counted)."""
     cache_bytes: int | None = None
     """Bytes of cache entries where the backend can tell cheaply (SQLite), else None."""
     nodes: int = 0
@@ -208,12 +218,14 @@ class StoreBackend(ABC):
         """Add ``n`` to a persistent counter of the namespace."""
 
     @abstractmethod
-    async def stats(self, ns: str) -> StoreStats:
-        """Counts of what the namespace holds."""
+    async def stats(self, ns: str, now: float) -> StoreStats:
+        """Counts of what the namespace holds; cache entries expired at ``now`` are not counted
+        (a backend may purge them on the way)."""
 
     @abstractmethod
-    async def clear(self, ns: str) -> int:
-        """Remove everything in the namespace; return how many records (or keys) went."""
+    async def clear(self, ns: str, what: ClearWhat) -> int:
+        """Remove one area of the namespace (see :data:`ClearWhat`); return how many records
+        (or keys) went. Only ``all`` resets the ``corrupt`` counter."""
 
     @abstractmethod
     async def namespaces(self) -> list[str]:

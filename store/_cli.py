@@ -4,7 +4,11 @@ Mounted by the core CLI as ``forkpath store stats|clear``::
 
     forkpath store stats --store redis://127.0.0.1:6379/0
     forkpath store stats --namespace my-project --json
-    forkpath store clear --namespace run-7 --yes
+    forkpath store clear --namespace my-project --yes              # the generation cache only
+    forkpath store clear --namespace run-7 --what results --yes    # a batch run's results
+
+A cache namespace and a batch run id share one name, so ``clear`` removes one area at a time
+(``--what``, default ``cache``): emptying a cache never takes a run's results with it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import typer
@@ -28,6 +33,23 @@ _STORE = typer.Option(
     None, "--store", help="Store URL or SQLite path (default: $FORKPATH_STORE or .forkpath/store.db)."
 )
 _JSON = typer.Option(False, "--json", help="Machine-readable output.")
+
+
+class Area(StrEnum):
+    """What ``clear`` removes (the values of :data:`forkpath.store.ClearWhat`)."""
+
+    cache = "cache"
+    trajectories = "trajectories"
+    results = "results"
+    all = "all"
+
+
+_AREA_NAMES = {
+    Area.cache: "the generation cache entries",
+    Area.trajectories: "the trajectory nodes and claims",
+    Area.results: "the batch results",
+    Area.all: "everything (cache, trajectories, results, counters)",
+}
 
 
 def _console(stderr: bool = False) -> Console:
@@ -83,12 +105,18 @@ def stats(
 
 @app.command("clear")
 def clear(
-    namespace: str = typer.Option(..., "--namespace", "-n", help="The namespace (or run id) to empty."),
+    namespace: str = typer.Option(..., "--namespace", "-n", help="The cache namespace or run id."),
+    what: Area = typer.Option(
+        Area.cache,
+        "--what",
+        "-w",
+        help="What to remove: cache entries, trajectories (nodes, claims), a run's results, or all.",
+    ),
     store: str | None = _STORE,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     as_json: bool = _JSON,
 ) -> None:
-    """Remove everything in one namespace: cache entries, nodes, claims, results and counters."""
+    """Remove one area of a namespace; by default only its generation cache entries."""
     from forkpath.store._base import check_namespace
 
     try:
@@ -96,14 +124,14 @@ def clear(
     except ForkpathError as e:
         _console(stderr=True).print(f"[bold red]error:[/] {e}")
         raise typer.Exit(2) from None
-    if not yes and not typer.confirm(f"Remove everything in namespace {namespace!r}?"):
+    if not yes and not typer.confirm(f"Remove {_AREA_NAMES[what]} of namespace {namespace!r}?"):
         raise typer.Exit(1)
 
     async def work(s: Any) -> tuple[str, int]:
-        return s.url, await s.clear(namespace)
+        return s.url, await s.clear(namespace, what=what.value)
 
     url, removed = _run(store, work)
     if as_json:
-        print(json.dumps({"store": url, "namespace": namespace, "removed": removed}))
+        print(json.dumps({"store": url, "namespace": namespace, "what": what.value, "removed": removed}))
     else:
-        _console().print(f"{url}: cleared namespace {namespace!r} ({removed} records)")
+        _console().print(f"{url}: cleared {what.value} of namespace {namespace!r} ({removed} records)")

@@ -5,6 +5,7 @@ cluster slot and ``SCAN MATCH`` finds exactly its keys)::
 
     forkpath:{ns}:cache:<key>        generation cache entry (string, PX = its ttl)
     forkpath:{ns}:lru                zset: cache key -> last use (eviction order)
+    forkpath:{ns}:expires            zset: cache key -> expiry time, for entries with a TTL
     forkpath:{ns}:node:<key>         hash: parent, kind, length, depth, body, visits, value_sum, rollout
     forkpath:{ns}:children:<key>     list of child keys, in the order they were added
     forkpath:{ns}:lengths:<kind>     set of prefix lengths that have a node (longest-prefix lookup)
@@ -14,7 +15,9 @@ cluster slot and ``SCAN MATCH`` finds exactly its keys)::
     forkpath:namespaces              set of namespaces that hold something
     forkpath:meta                    hash: format (the layout version)
 
-Every multi-step update is one Lua script, so it is atomic against every other client. Calls
+Every multi-step update is one Lua script (:mod:`forkpath.store._redis_lua`), so it is atomic
+against every other client. Expired cache entries leave ``lru`` and ``expires`` in the next put
+or stats call on the namespace, so the sets stay the size of the live cache. Calls
 that are safe to repeat (reads, puts, set-if-absent) are retried a few times on a connection
 error; counter increments are not, since a reply lost after the server applied one would
 count it twice: they fail with :class:`StoreError` and the caller decides.
@@ -32,7 +35,8 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from forkpath._errors import ConfigError, StoreError
-from forkpath.store._base import FORMAT_VERSION, NodeRecord, StoreBackend, StoreStats
+from forkpath.store._base import FORMAT_VERSION, ClearWhat, NodeRecord, StoreBackend, StoreStats
+from forkpath.store._redis_lua import PURGE_LIMIT, SCRIPTS
 
 logger = logging.getLogger("forkpath.store")
 
@@ -40,104 +44,6 @@ T = TypeVar("T")
 
 NAMESPACES = "forkpath:namespaces"
 META = "forkpath:meta"
-
-_CACHE_GET = """
-local body = redis.call('GET', KEYS[1])
-if body then redis.call('ZADD', KEYS[2], 'XX', ARGV[1], ARGV[2]) else redis.call('ZREM', KEYS[2], ARGV[2]) end
-return body
-"""
-
-# KEYS: entry, lru, stats, namespaces. ARGV: body, now, member, ttl_ms (0: none), cap (0: none), key prefix, ns
-_CACHE_PUT = """
-if tonumber(ARGV[4]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-redis.call('SADD', KEYS[4], ARGV[7])
-local evicted = 0
-local cap = tonumber(ARGV[5])
-if cap > 0 then
-  local over = redis.call('ZCARD', KEYS[2]) - cap
-  if over > 0 then
-    local popped = redis.call('ZPOPMIN', KEYS[2], over)
-    for i = 1, #popped, 2 do
-      evicted = evicted + redis.call('DEL', ARGV[6] .. popped[i])
-    end
-    if evicted > 0 then redis.call('HINCRBY', KEYS[3], 'evictions', evicted) end
-  end
-end
-return evicted
-"""
-
-# KEYS: parent node, parent children, lengths set, stats, namespaces.
-# ARGV: has_parent, key prefix, ns, parent key, then (key, kind, length, depth, body) per node.
-_NODE_ADD = """
-if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
-  return redis.error_reply('no parent node to add children to')
-end
-local added = {}
-for i = 5, #ARGV, 5 do
-  local node = ARGV[2] .. 'node:' .. ARGV[i]
-  if redis.call('EXISTS', node) == 0 then
-    redis.call('HSET', node, 'parent', ARGV[4], 'kind', ARGV[i + 1], 'length', ARGV[i + 2],
-      'depth', ARGV[i + 3], 'body', ARGV[i + 4], 'visits', 0, 'value_sum', 0)
-    if ARGV[1] == '1' then redis.call('RPUSH', KEYS[2], ARGV[i]) end
-    redis.call('SADD', KEYS[3], ARGV[i + 2])
-    added[#added + 1] = ARGV[i]
-  end
-end
-if #added > 0 then
-  redis.call('HINCRBY', KEYS[4], 'nodes', #added)
-  redis.call('SADD', KEYS[5], ARGV[3])
-end
-return added
-"""
-
-# KEYS: nodes. ARGV: (visits_delta, value_delta) per node. All exist or nothing changes.
-_NODE_UPDATE = """
-for i, node in ipairs(KEYS) do
-  if redis.call('EXISTS', node) == 0 then return redis.error_reply('no node #' .. i .. ' to update') end
-end
-local out = {}
-for i, node in ipairs(KEYS) do
-  local visits = redis.call('HINCRBY', node, 'visits', ARGV[2 * i - 1])
-  local value = redis.call('HINCRBYFLOAT', node, 'value_sum', ARGV[2 * i])
-  out[i] = {visits, value}
-end
-return out
-"""
-
-_NODE_SET_ROLLOUT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'rollout', ARGV[1])
-return 1
-"""
-
-# KEYS: claim. ARGV: owner, now, expires, gc_ms (real-time lifetime of the key).
-_CLAIM = """
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'expires')
-if cur[1] and cur[1] ~= ARGV[1] and tonumber(cur[2]) > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'expires', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
-"""
-
-_RELEASE = """
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_SCRIPTS = {
-    "cache_get": _CACHE_GET,
-    "cache_put": _CACHE_PUT,
-    "node_add": _NODE_ADD,
-    "node_update": _NODE_UPDATE,
-    "node_set_rollout": _NODE_SET_ROLLOUT,
-    "claim": _CLAIM,
-    "release": _RELEASE,
-}
 
 
 def redact(url: str) -> str:
@@ -148,6 +54,15 @@ def redact(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = f"{parts.username}:***@" if parts.username else ":***@"
     return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+# What each clear removes: key patterns to scan, fixed keys, and fields of the stats hash.
+_CLEARED: dict[ClearWhat, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "cache": (("cache:*",), ("lru", "expires"), ("evictions",)),
+    "trajectories": (("node:*", "children:*", "lengths:*", "claim:*"), (), ("nodes",)),
+    "results": ((), ("results",), ()),
+    "all": (("*",), (), ()),
+}
 
 
 def _prefix(ns: str) -> str:
@@ -259,7 +174,7 @@ class RedisBackend(StoreBackend):
         loop = asyncio.get_running_loop()
         if loop not in self._clients:
             client = aioredis.Redis.from_url(self._target, **self._options(for_asyncio=True))
-            scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+            scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
             self._clients[loop] = (client, scripts)
         return self._clients[loop]
 
@@ -292,17 +207,17 @@ class RedisBackend(StoreBackend):
     # -- generation cache ---------------------------------------------------------------------
     async def cache_get(self, ns: str, key: str, now: float) -> str | None:
         p = _prefix(ns)
-        return await self._call(
-            lambda c, s: s["cache_get"](keys=[p + "cache:" + key, p + "lru"], args=[now, key])
-        )
+        keys = [p + "cache:" + key, p + "lru", p + "expires"]
+        return await self._call(lambda c, s: s["cache_get"](keys=keys, args=[repr(now), key]))
 
     async def cache_put(
         self, ns: str, key: str, body: str, *, now: float, ttl_s: float | None, max_entries: int | None
     ) -> int:
         p = _prefix(ns)
         ttl_ms = max(1, math.ceil(ttl_s * 1000)) if ttl_s is not None else 0
-        keys = [p + "cache:" + key, p + "lru", p + "stats", NAMESPACES]
-        args = [body, now, key, ttl_ms, max_entries or 0, p + "cache:", ns]
+        keys = [p + "cache:" + key, p + "lru", p + "expires", p + "stats", NAMESPACES]
+        expires_at = repr(now + ttl_s) if ttl_s is not None else ""
+        args = [body, repr(now), key, ttl_ms, max_entries or 0, p + "cache:", ns, expires_at, PURGE_LIMIT]
         return int(await self._call(lambda c, s: s["cache_put"](keys=keys, args=args)))
 
     # -- trajectory nodes ---------------------------------------------------------------------
@@ -433,17 +348,12 @@ class RedisBackend(StoreBackend):
 
         await self._call(bump, repeatable=False)
 
-    async def stats(self, ns: str) -> StoreStats:
+    async def stats(self, ns: str, now: float) -> StoreStats:
         p = _prefix(ns)
-
-        async def read(c: Any, s: dict[str, Any]) -> list[Any]:
-            pipe = c.pipeline(transaction=True)
-            pipe.zcard(p + "lru")
-            pipe.hgetall(p + "stats")
-            pipe.hlen(p + "results")
-            return list(await pipe.execute())
-
-        entries, counters, results = await self._call(read)
+        keys = [p + "lru", p + "expires", p + "stats", p + "results"]
+        args = [repr(now), p + "cache:", PURGE_LIMIT]
+        entries, flat, results = await self._call(lambda c, s: s["stats"](keys=keys, args=args))
+        counters = dict(zip(flat[::2], flat[1::2], strict=True))
         return StoreStats(
             namespace=ns,
             cache_entries=int(entries),
@@ -454,17 +364,23 @@ class RedisBackend(StoreBackend):
             evictions=int(counters.get("evictions", 0)),
         )
 
-    async def clear(self, ns: str) -> int:
+    async def clear(self, ns: str, what: ClearWhat) -> int:
+        p = _prefix(ns)
+        patterns, keys, fields = _CLEARED[what]
+
         async def remove(c: Any, s: dict[str, Any]) -> int:
-            removed, batch = 0, []
-            async for key in c.scan_iter(match=_prefix(ns) + "*", count=500):
-                batch.append(key)
-                if len(batch) >= 500:
-                    removed += await c.unlink(*batch)
-                    batch = []
+            removed, batch = 0, [p + key for key in keys]
+            for pattern in patterns:
+                async for key in c.scan_iter(match=p + pattern, count=500):
+                    batch.append(key)
+                    if len(batch) >= 500:
+                        removed += await c.unlink(*batch)
+                        batch = []
             if batch:
                 removed += await c.unlink(*batch)
-            await c.srem(NAMESPACES, ns)
+            # Forget the namespace only if nothing is left, checked atomically against puts.
+            present = ["lru", "expires", "results", "stats", "lengths:tokens", "lengths:text"]
+            await s["clear_done"](keys=[NAMESPACES, *(p + k for k in present)], args=[ns, *fields])
             return int(removed)
 
         return await self._call(remove)

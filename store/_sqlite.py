@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from forkpath._errors import StoreError
-from forkpath.store._base import FORMAT_VERSION, NodeRecord, StoreBackend, StoreStats
+from forkpath.store._base import FORMAT_VERSION, ClearWhat, NodeRecord, StoreBackend, StoreStats
 
 logger = logging.getLogger("forkpath.store")
 
@@ -55,6 +55,14 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 _BATCH = 500  # well under SQLite's bound-parameter limit
+
+# What each clear removes: (table, namespace column) pairs, and counters (None: all of them).
+_CLEARED: dict[ClearWhat, tuple[tuple[tuple[str, str], ...], tuple[str, ...] | None]] = {
+    "cache": ((("cache", "ns"),), ("entries", "evictions")),
+    "trajectories": ((("nodes", "ns"), ("claims", "ns")), ()),
+    "results": ((("results", "run"),), ()),
+    "all": ((("cache", "ns"), ("nodes", "ns"), ("claims", "ns"), ("results", "run")), None),
+}
 
 
 def _hint(message: str) -> str:
@@ -388,10 +396,13 @@ class SQLiteBackend(StoreBackend):
     async def count(self, ns: str, name: Literal["corrupt", "evictions"], n: int = 1) -> None:
         await self._run(lambda conn: _bump(conn, ns, name, n), write=True)
 
-    async def stats(self, ns: str) -> StoreStats:
+    async def stats(self, ns: str, now: float) -> StoreStats:
         def op(conn: sqlite3.Connection) -> StoreStats:
+            # Expired entries stay until the next put purges them; they are not counted meanwhile.
             entries, size = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) FROM cache WHERE ns = ?", (ns,)
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) FROM cache "
+                "WHERE ns = ? AND (expires IS NULL OR expires > ?)",
+                (ns, now),
             ).fetchone()
             nodes = conn.execute("SELECT COUNT(*) FROM nodes WHERE ns = ?", (ns,)).fetchone()[0]
             results = conn.execute("SELECT COUNT(*) FROM results WHERE run = ?", (ns,)).fetchone()[0]
@@ -408,12 +419,18 @@ class SQLiteBackend(StoreBackend):
 
         return await self._run(op)
 
-    async def clear(self, ns: str) -> int:
+    async def clear(self, ns: str, what: ClearWhat) -> int:
+        tables, counters = _CLEARED[what]
+
         def op(conn: sqlite3.Connection) -> int:
             removed = 0
-            for table, column in (("cache", "ns"), ("nodes", "ns"), ("claims", "ns"), ("results", "run")):
+            for table, column in tables:
                 removed += conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (ns,)).rowcount
-            conn.execute("DELETE FROM counters WHERE ns = ?", (ns,))
+            if counters is None:
+                conn.execute("DELETE FROM counters WHERE ns = ?", (ns,))
+            elif counters:
+                marks = ",".join("?" * len(counters))
+                conn.execute(f"DELETE FROM counters WHERE ns = ? AND name IN ({marks})", (ns, *counters))
             return removed
 
         return await self._run(op, write=True)

@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from forkpath._errors import ConfigError, StoreError
 from forkpath.store._base import (
+    CLEAR_WHAT,
+    ClearWhat,
     CorruptEntry,
     StoreBackend,
     StoreStats,
@@ -113,13 +115,23 @@ class Store:
 
     # -- bookkeeping --------------------------------------------------------------------------
     async def stats(self, namespace: str) -> StoreStats:
-        """What ``namespace`` holds: cache entries, nodes, results, corrupt entries met, evictions."""
-        return await self.backend.stats(check_namespace(namespace))
+        """What ``namespace`` holds: live cache entries, nodes, results, corrupt entries met, evictions."""
+        return await self.backend.stats(check_namespace(namespace), self.clock())
 
-    async def clear(self, namespace: str) -> int:
-        """Remove everything in ``namespace`` (cache, nodes, claims, results, counters)."""
-        removed = await self.backend.clear(check_namespace(namespace))
-        logger.info("%s: cleared namespace %r (%d records)", self.url, namespace, removed)
+    async def clear(self, namespace: str, what: ClearWhat = "all") -> int:
+        """Remove one area of ``namespace``; return how many records (or Redis keys) went.
+
+        A cache namespace and a batch run id share one name, so say which area you mean:
+        ``cache`` (entries, eviction count), ``trajectories`` (nodes, claims), ``results``
+        (batch results of the run of that name) or ``all`` (those and every counter).
+
+        Example:
+            >>> await store.clear("default", what="cache")  # results of a run named "default" stay
+        """
+        if what not in CLEAR_WHAT:
+            raise ConfigError(f"cannot clear {what!r}: choose one of {', '.join(CLEAR_WHAT)}")
+        removed = await self.backend.clear(check_namespace(namespace), what)
+        logger.info("%s: cleared %s of namespace %r (%d records)", self.url, what, namespace, removed)
         return removed
 
     async def namespaces(self) -> list[str]:

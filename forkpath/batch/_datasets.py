@@ -153,10 +153,16 @@ def load_tasks(spec: DatasetSpec) -> list[Task]:
             raise ConfigError("a jsonl dataset needs a path")
         tasks = _jsonl_tasks(spec)
     selected: list[Task] = []
+    seen: set[str] = set()
     for i, task in enumerate(tasks):
         if i < spec.offset:
             continue
         if spec.limit is not None and len(selected) >= spec.limit:
             break
+        if task.id in seen:
+            raise ConfigError(
+                f"task id {task.id!r} appears twice; results are kept per task id", where=spec.path
+            )
+        seen.add(task.id)
         selected.append(task)
     return selected

@@ -56,29 +56,45 @@ async def run_on_ray(
     ]
     budget = Budget(config.budget)
     budget.started = time.monotonic()
-    pending: dict[Any, Any] = {}
+    pending: dict[Any, tuple[Any, Task]] = {}
     queue = list(tasks)
     idle = list(actors)
     stopped: Literal["done", "budget"] = "done"
-    while queue or pending:
-        while queue and idle and stopped == "done":
-            if budget.exhausted():
-                stopped = "budget"
+    try:
+        while queue or pending:
+            while queue and idle and stopped == "done":
+                if budget.exhausted():
+                    stopped = "budget"
+                    queue.clear()
+                    break
+                actor, task = idle.pop(), queue.pop(0)
+                pending[actor.run.remote(task.model_dump(mode="json"))] = (actor, task)
+            if not pending:
                 break
-            actor = idle.pop()
-            pending[actor.run.remote(queue.pop(0).model_dump(mode="json"))] = actor
-        if not pending:
-            break
-        ready, _ = await asyncio.to_thread(ray.wait, list(pending), num_returns=1)
-        for ref in ready:
-            idle.append(pending.pop(ref))
-            payload = await asyncio.to_thread(ray.get, ref)
-            record = TaskRecord.model_validate(payload)
-            for model, usage in record.usage.items():
-                budget.by_model[model] = budget.by_model.get(model, Usage()) + usage
-            await finish(record)
-        if stopped == "budget":
-            queue.clear()
-    for actor in actors:
-        ray.kill(actor)
+            ready, _ = await asyncio.to_thread(ray.wait, list(pending), num_returns=1)
+            for ref in ready:
+                actor, task = pending.pop(ref)
+                try:
+                    record = TaskRecord.model_validate(await asyncio.to_thread(ray.get, ref))
+                    idle.append(actor)
+                except Exception as e:  # the worker died or Ray failed: record it, keep going
+                    message = (str(e).strip().splitlines() or [""])[-1]
+                    record = TaskRecord(
+                        run_id=config.run_id,
+                        task_id=task.id,
+                        status="error",
+                        error=f"ray: {type(e).__name__}: {message}"[:500],
+                    )
+                    if not isinstance(e, ray.exceptions.RayTaskError):
+                        ray.kill(actor)  # a dead or broken actor gets a fresh replacement
+                        idle.append(
+                            worker_class.remote(spec, str(flow.base_dir), config.model_dump(mode="json"))
+                        )
+                        actors.append(idle[-1])
+                for model, usage in record.usage.items():
+                    budget.by_model[model] = budget.by_model.get(model, Usage()) + usage
+                await finish(record)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
     return stopped

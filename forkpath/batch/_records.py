@@ -1,7 +1,9 @@
 """One line of ``results.jsonl`` per task, written as each task completes.
 
-``results.jsonl`` is the source of truth of a run: a rerun reads it, drops a torn last line
-(the process was killed mid-write), keeps one record per task id, and runs only the rest.
+``results.jsonl`` is the source of truth of a run. The last record of a task id wins (a task that
+failed and was run again has two). A rerun repairs a torn last line (the process was killed
+mid-write), moves any other unreadable line to ``results.bad.jsonl``, and runs every task that
+has no finished record: errors, timeouts and tasks cut short by the budget run again.
 """
 
 from __future__ import annotations
@@ -39,7 +41,14 @@ class TaskRecord(BaseModel):
     attempts: int = 1
     error: str | None = None
     """``ExceptionType: message`` when the task failed."""
+    stopped: str | None = None
+    """``budget`` when a limit cut the task short (it runs again on resume)."""
     trace_path: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether a resumed run may skip this task."""
+        return self.status == "ok" and self.stopped is None
 
     @property
     def tokens(self) -> int:
@@ -56,31 +65,35 @@ class ResultsFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self) -> dict[str, TaskRecord]:
-        """Finished records by task id; repairs a torn last line so appends stay valid JSONL."""
+    def load(self, *, repair: bool = False) -> dict[str, TaskRecord]:
+        """The last record of each task id. Readers never write; the batch runner (the only
+        writer) passes ``repair`` to cut a torn last line and set other bad lines aside."""
         if not self.path.exists():
             return {}
         records: dict[str, TaskRecord] = {}
-        good_lines: list[str] = []
-        torn = False
-        with self.path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = TaskRecord.model_validate(json.loads(line))
-                except (json.JSONDecodeError, ValidationError):
-                    logger.warning(
-                        "%s:%d: unreadable result line dropped (interrupted write?)", self.path, number
-                    )
-                    torn = True
-                    continue
-                if record.task_id not in records:
-                    good_lines.append(line if line.endswith("\n") else line + "\n")
-                records[record.task_id] = record
-        if torn or (good_lines and not self.path.read_text(encoding="utf-8").endswith("\n")):
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        good: list[str] = []
+        bad: list[str] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = TaskRecord.model_validate(json.loads(line))
+            except (json.JSONDecodeError, ValidationError):
+                torn = number == len(lines) and not line.endswith("\n")
+                what = "torn last line (interrupted write)" if torn else "unreadable line"
+                logger.warning("%s:%d: %s skipped", self.path, number, what)
+                if not torn:
+                    bad.append(line if line.endswith("\n") else line + "\n")
+                continue
+            good.append(line if line.endswith("\n") else line + "\n")
+            records[record.task_id] = record
+        if repair and (bad or (lines and not lines[-1].endswith("\n"))):
+            if bad:
+                with self.path.with_name("results.bad.jsonl").open("a", encoding="utf-8") as f:
+                    f.writelines(bad)
             tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(good_lines), encoding="utf-8")
+            tmp.write_text("".join(good), encoding="utf-8")
             os.replace(tmp, self.path)
         return records
 
@@ -99,6 +112,7 @@ def read_records(run_dir: Path) -> list[TaskRecord]:
 
 def record_from_result(run_id: str, task_id: str, result: Any, latency_s: float, attempts: int) -> TaskRecord:
     verified = [c for c in result.candidates if c.get("passed") is not None]
+    budget_cut = any(step.get("stopped") == "budget" for step in result.steps)
     return TaskRecord(
         run_id=run_id,
         task_id=task_id,
@@ -112,4 +126,5 @@ def record_from_result(run_id: str, task_id: str, result: Any, latency_s: float,
         latency_s=latency_s,
         attempts=attempts,
         trace_path=result.trace_path,
+        stopped="budget" if budget_cut else None,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from forkpath._errors import ConfigError
 from forkpath.batch._metrics import RunMetrics, summarize
 from forkpath.batch._records import TaskRecord, read_records
 
@@ -111,7 +112,7 @@ def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
     records = [read_records(d) for d in run_dirs]
     for d, recs in zip(run_dirs, records, strict=True):
         if not recs:
-            raise ValueError(f"{d}: no results.jsonl records")
+            raise ConfigError(f"{d}: no results yet (results.jsonl is missing or empty)")
     metrics = [summarize(r) for r in records]
     plots = _plots(run_dirs, metrics, records, out)
     summary = _rows(metrics)
@@ -153,4 +154,8 @@ def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
 
 def compare_rows(run_dirs: list[Path]) -> list[list[str]]:
     """The summary table of several runs, one row each, for ``forkpath compare``."""
-    return _rows([summarize(read_records(d)) for d in run_dirs])
+    runs = [(d, read_records(d)) for d in run_dirs]
+    for d, recs in runs:
+        if not recs:
+            raise ConfigError(f"{d}: no results yet (results.jsonl is missing or empty)")
+    return _rows([summarize(recs) for _, recs in runs])

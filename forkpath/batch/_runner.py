@@ -5,6 +5,7 @@ results written as they complete, resume by run id, local asyncio or Ray backend
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -57,10 +58,14 @@ class BatchSummary(BaseModel):
 
 
 def safe_name(task_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", task_id)
+    """A file-name-safe, collision-free form of a task id (``HumanEval/0`` -> ``HumanEval_0-1a2b3c``)."""
+    digest = hashlib.sha256(task_id.encode()).hexdigest()[:6]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', task_id)}-{digest}"
 
 
-async def run_task(flow: Any, task: Task, config: BatchConfig, budget: Budget | None) -> TaskRecord:
+async def run_task(
+    flow: Any, task: Task, config: BatchConfig, budget: Budget | None, store: Any = None
+) -> TaskRecord:
     """One task with timeout and retries of transient failures; never raises."""
     attempts = 0
     started = time.perf_counter()
@@ -72,6 +77,7 @@ async def run_task(flow: Any, task: Task, config: BatchConfig, budget: Budget | 
                 run_id=f"{config.run_id}-{safe_name(task.id)}",
                 runs_dir=config.out_dir / "traces",
                 budget=budget,
+                store=store,
             )
             result = await asyncio.wait_for(run, timeout=config.task_timeout_s)
             return record_from_result(config.run_id, task.id, result, time.perf_counter() - started, attempts)
@@ -110,16 +116,18 @@ async def run_batch(
 ) -> BatchSummary:
     """Run ``flow`` over ``tasks``; skip the ones ``results.jsonl`` (or the result store) has."""
     results = ResultsFile(config.out_dir / "results.jsonl")
-    done = results.load()
+    known = results.load(repair=True)
     if store is not None:
-        done_in_store = await store.finished_ids(config.run_id)
-        for task_id in done_in_store - done.keys():
+        for task_id in await store.finished_ids(config.run_id):
             payload = await store.get_result(config.run_id, task_id)
-            if payload is not None:  # finished on another worker or before a crash: bring it home
-                record = TaskRecord.model_validate(payload)
-                results.append(record)
-                done[task_id] = record
-    todo = [t for t in tasks if t.id not in done]
+            if payload is None:
+                continue
+            record = TaskRecord.model_validate(payload)
+            mine = known.get(task_id)
+            if record.finished and (mine is None or not mine.finished):
+                results.append(record)  # finished on another worker or before a crash: bring it home
+                known[task_id] = record
+    todo = [t for t in tasks if not (t.id in known and known[t.id].finished)]
     budget = Budget(config.budget)
     summary = BatchSummary(
         run_id=config.run_id,
@@ -154,7 +162,7 @@ async def run_batch(
                 summary.stopped = "budget"
                 return
             task = queue.get_nowait()
-            await finish(await run_task(flow, task, config, budget))
+            await finish(await run_task(flow, task, config, budget, store))
 
     with budget.open():
         await asyncio.gather(*(worker() for _ in range(min(config.concurrency, max(1, len(todo))))))

@@ -81,6 +81,12 @@ class Model(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r})"
 
+    @property
+    def cache_identity(self) -> str:
+        """What names this model in cache keys: its id, plus the server for self-hosted endpoints
+        (two servers under one model name are two models)."""
+        return self.id
+
     @abstractmethod
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
         """Run one request against the backend; raise errors from :mod:`forkpath._errors`."""
@@ -88,7 +94,7 @@ class Model(ABC):
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         """Generate for one request, through the cache, retries and the concurrency limit."""
         self.check_request(request)
-        key = request.cache_key(self.id) if self.cache is not None else None
+        key = request.cache_key(self.cache_identity) if self.cache is not None else None
         if self.cache is not None and key is not None:
             hit = await self.cache.get(key)
             if hit is not None:

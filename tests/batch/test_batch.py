@@ -172,3 +172,73 @@ def test_builtin_datasets() -> None:
     assert [t.id for t in humaneval] == ["HumanEval/2", "HumanEval/3"] and humaneval[0].entry_point
     gsm8k = load_tasks(DatasetSpec(name="gsm8k", limit=1))
     assert gsm8k[0].id == "gsm8k/0" and gsm8k[0].answer == "18" and gsm8k[0].kind == "math"
+
+
+async def test_failed_tasks_run_again_on_resume_and_the_last_record_wins(tmp_path: Path) -> None:
+    tasks = load_tasks(dataset(write_dataset(tmp_path / "d.jsonl", 6)))
+    failing = Flow.from_yaml_text(FLOW.replace("LATENCY", "0"))
+    config = BatchConfig(run_id="r", out_dir=tmp_path / "out")
+    await run_batch(failing, tasks, config)
+    assert {r.task_id: r.status for r in read_records(tmp_path / "out")}["t5"] == "error"
+    fixed = Flow.from_yaml_text(
+        FLOW.replace("LATENCY", "0").replace('"q5": "simulated provider rejection"', '"zz": "x"')
+    )
+    summary = await run_batch(fixed, tasks, config)
+    assert (summary.skipped, summary.ran) == (5, 1)  # only the failed task ran again
+    records = {r.task_id: r for r in read_records(tmp_path / "out")}
+    assert records["t5"].status == "ok" and records["t5"].passed is True
+    assert len((tmp_path / "out" / "results.jsonl").read_text().splitlines()) == 7  # history kept, last wins
+
+
+def test_readers_never_write_and_bad_lines_are_set_aside(tmp_path: Path) -> None:
+    from forkpath.batch import ResultsFile
+
+    out = tmp_path / "out"
+    out.mkdir()
+    good = '{"run_id": "r", "task_id": "a", "status": "ok", "passed": true}\n'
+    foreign = '{"run_id": "r", "task_id": "b", "status": "ok", "from_the_future": 1}\n'
+    torn = '{"run_id": "r", "task_id": "c", "sta'
+    (out / "results.jsonl").write_text(good + foreign + torn)
+    assert [r.task_id for r in read_records(out)] == ["a"]
+    assert (out / "results.jsonl").read_text() == good + foreign + torn  # untouched by a reader
+    ResultsFile(out / "results.jsonl").load(repair=True)
+    assert (out / "results.jsonl").read_text() == good
+    assert (out / "results.bad.jsonl").read_text() == foreign  # kept, not lost
+
+
+async def test_results_reach_the_store_and_come_back_from_it(tmp_path: Path) -> None:
+    from forkpath.store import open_store
+
+    tasks = load_tasks(dataset(write_dataset(tmp_path / "d.jsonl", 4)))
+    flow = Flow.from_yaml_text(FLOW.replace("LATENCY", "0"))
+    store = open_store(str(tmp_path / "store.db"))
+    try:
+        await run_batch(flow, tasks, BatchConfig(run_id="shared", out_dir=tmp_path / "one"), store=store)
+        assert await store.finished_ids("shared") == {"t0", "t1", "t2", "t3"}
+        # Another machine, same run id, empty output folder: it finds the results in the store.
+        summary = await run_batch(
+            flow, tasks, BatchConfig(run_id="shared", out_dir=tmp_path / "two"), store=store
+        )
+        assert (summary.skipped, summary.ran) == (4, 0)
+        assert sorted(r.task_id for r in read_records(tmp_path / "two")) == ["t0", "t1", "t2", "t3"]
+    finally:
+        await store.aclose()
+
+
+def test_duplicate_task_ids_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": "x", "question": "a", "gold": 1}\n{"id": "x", "question": "b", "gold": 2}\n')
+    with pytest.raises(ConfigError, match="task id 'x' appears twice"):
+        load_tasks(dataset(path))
+
+
+def test_report_of_an_empty_run_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "results.jsonl").write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-m", "forkpath._cli", "report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no results yet" in proc.stderr

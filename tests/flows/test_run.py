@@ -219,3 +219,19 @@ edges:
     # visit must create the strategy with a new seed.
     seeds = [e.params.get("seed", 0) for e in result.trace if e.type == "strategy" and e.phase == "start"]
     assert seeds == [0, 1, 2]
+
+
+async def test_rerunning_a_run_id_starts_clean(tmp_path: Path) -> None:
+    flow = Flow.from_yaml_text(PARALLEL)
+    first = await flow.run(TASK, runs_dir=tmp_path, run_id="same")
+    again = await flow.run(TASK, runs_dir=tmp_path, run_id="same")
+    assert len(again.candidates) == len(first.candidates) == 3
+    assert [s["node"] for s in again.steps] == [s["node"] for s in first.steps]
+
+
+async def test_running_past_max_steps_is_one_clear_error(tmp_path: Path) -> None:
+    from forkpath import FlowError
+
+    text = LOOP.replace("max_visits: 3", "max_visits: 30") + "max_steps: 5\n"
+    with pytest.raises(FlowError, match="ran more than max_steps=5 node executions; raise max_steps"):
+        await Flow.from_yaml_text(text).run(TASK, runs_dir=tmp_path)

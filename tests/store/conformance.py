@@ -100,6 +100,54 @@ class StoreConformance:
         assert (stats.cache_entries, stats.evictions) == (3, 1)
         assert cache.counters.evictions == 1
 
+    async def test_expired_entries_are_not_counted_and_leave_the_books(
+        self, store: Store, ns: str, clock: Any
+    ) -> None:
+        # TTLs far beyond the test's real duration: expiry here is decided on the fake clock.
+        expiring, forever = store.generation_cache(ns, ttl_s=1000), store.generation_cache(ns)
+        value = (await FakeModel().generate(ask())).model_dump(mode="json")
+        for i in range(5):
+            await expiring.put(f"k{i}", value)
+        await forever.put("kept", value)
+        await forever.put("k4", value)  # put again without a TTL: no longer expires
+        before = await store.stats(ns)
+        assert before.cache_entries == 6
+        clock.advance(1001)
+        after = await store.stats(ns)
+        assert after.cache_entries == 2, "expired entries are not counted"
+        if before.cache_bytes is not None:  # SQLite: bytes of the two live entries only
+            assert after.cache_bytes == 2 * len(encode("generation", value).encode())
+        assert [await forever.get(k) is not None for k in ("kept", "k4", "k0", "k3")] == [
+            True,
+            True,
+            False,
+            False,
+        ]
+        await expiring.put("fresh", value)
+        assert (await store.stats(ns)).cache_entries == 3
+        clock.advance(1001)
+        assert (await store.stats(ns)).cache_entries == 2
+
+    async def test_a_capped_cache_drops_expired_entries_before_evicting_live_ones(
+        self, store: Store, ns: str, clock: Any
+    ) -> None:
+        cache = store.generation_cache(ns, ttl_s=1000, max_entries=3)
+        value = (await FakeModel().generate(ask())).model_dump(mode="json")
+        for key in ("old1", "old2"):
+            await cache.put(key, value)
+            clock.advance(1)
+        clock.advance(1000)  # old1 and old2 have expired
+        for key in ("c", "d", "e"):
+            await cache.put(key, value)
+            clock.advance(1)
+        stats = await store.stats(ns)
+        assert (stats.cache_entries, stats.evictions, cache.counters.evictions) == (3, 0, 0)
+        clock.advance(1)
+        await cache.put("f", value)  # now the cap bites: the least recently used live entry goes
+        stats = await store.stats(ns)
+        assert (stats.cache_entries, stats.evictions, cache.counters.evictions) == (3, 1, 1)
+        assert [await cache.get(k) is not None for k in ("c", "d", "e", "f")] == [False, True, True, True]
+
     async def test_corrupt_cache_entries_are_counted_misses(
         self, store: Store, ns: str, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -350,3 +398,52 @@ class StoreConformance:
         kept = await store.stats(other)
         assert (kept.cache_entries, kept.nodes, kept.results) == (1, 2, 1), "other namespaces are untouched"
         assert other in await store.namespaces()
+
+    async def test_clear_removes_one_area_and_a_cache_clear_keeps_a_runs_results(
+        self, store: Store, ns: str
+    ) -> None:
+        # One name used as a cache namespace, a search namespace and a batch run id.
+        cache = store.generation_cache(ns, max_entries=1)
+        model = FakeModel(script=SCRIPT, cache=cache)
+        await model.generate(ask())
+        await model.generate(ask("What is the capital of France, again?"))
+        root = await store.trajectories.add_root(ns, tokens=[1])
+        await store.trajectories.add_children(ns, root.key, [NewChild(tokens=(2,))])
+        assert await store.trajectories.claim(ns, root.key, "me")
+        await store.put_result(ns, "t1", {"ok": True})
+        await store.put_result(ns, "t2", {"ok": False})
+        await store.backend.count(ns, "corrupt", 1)
+
+        def areas(stats: Any) -> tuple[int, ...]:
+            return (stats.cache_entries, stats.evictions, stats.nodes, stats.results, stats.corrupt)
+
+        assert areas(await store.stats(ns)) == (1, 1, 2, 2, 1)
+        assert await store.clear(ns, what="cache") > 0
+        assert areas(await store.stats(ns)) == (0, 0, 2, 2, 1), "only the cache went"
+        assert await store.finished_ids(ns) == {"t1", "t2"}, "a cache clear keeps the run's results"
+        assert not await store.trajectories.claim(ns, root.key, "someone-else")
+        assert not (await model.generate(ask())).cached
+        assert await store.clear(ns, what="trajectories") > 0
+        assert areas(await store.stats(ns)) == (1, 0, 0, 2, 1)
+        assert await store.trajectories.get_node(ns, root.key) is None
+        assert await store.trajectories.claim(ns, root.key, "someone-else"), "claims went with the nodes"
+        assert await store.clear(ns, what="results") > 0
+        assert areas(await store.stats(ns)) == (1, 0, 0, 0, 1)
+        assert ns in await store.namespaces()
+        assert await store.clear(ns, what="all") > 0
+        assert areas(await store.stats(ns)) == (0, 0, 0, 0, 0)
+        assert ns not in await store.namespaces()
+        unknown: Any = "nodes"
+        with pytest.raises(ConfigError, match="cannot clear 'nodes': choose one of cache, trajectories"):
+            await store.clear(ns, what=unknown)
+
+    async def test_a_namespace_emptied_area_by_area_is_forgotten(self, store: Store, ns: str) -> None:
+        only_cache, only_run = f"{ns}-cache", f"{ns}-run"
+        await FakeModel(script=SCRIPT, cache=store.generation_cache(only_cache, ttl_s=1000)).generate(ask())
+        await store.put_result(only_run, "t", {"ok": True})
+        assert {only_cache, only_run} <= set(await store.namespaces())
+        await store.clear(only_cache, what="results")
+        assert only_cache in await store.namespaces(), "clearing an empty area leaves the rest"
+        await store.clear(only_cache, what="cache")
+        await store.clear(only_run, what="results")
+        assert not {only_cache, only_run} & set(await store.namespaces())

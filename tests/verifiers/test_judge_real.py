@@ -14,7 +14,8 @@ async def test_judge_reads_p_yes_from_the_local_models_logprobs() -> None:
     right = await judge.verify(TASK, "Paris")
     wrong = await judge.verify(TASK, "Berlin, which is in Germany")
     for verdict in (right, wrong):
-        assert 0.0 <= verdict.score <= 1.0
+        assert verdict.details["method"] == "logprobs"  # read from the top logprobs, not parsed
+        assert 0.0 < verdict.score < 1.0  # a renormalised P(yes), never a hard 0/1 from a parse
         assert verdict.trusted is False
         assert verdict.passed == (verdict.score >= 0.5)
     # A 135M model is a weak judge; what must hold is that the probability comes from the
@@ -26,6 +27,14 @@ async def test_judge_over_the_api_without_logprobs_parses_a_score(llama_server: 
     model = get_model("openai/smollm2", api_base=llama_server, capabilities=ModelCapabilities())
     judge = model_judge(model, max_tokens=4)
     verdict = await judge.verify(TASK, "Paris")
-    assert 0.0 <= verdict.score <= 1.0
+    assert verdict.details["method"] == "score"  # no logprobs over this endpoint: the reply is parsed
     assert verdict.trusted is False
-    assert verdict.tests and verdict.tests[0].reason in ("ok", "wrong_answer", "no_answer")
+    reply = verdict.details["reply"]
+    from forkpath.verifiers import parse_score
+
+    parsed = parse_score(reply)
+    # Whatever the small model replied, the verdict is exactly what parsing that reply gives.
+    assert verdict.score == (parsed or 0.0)
+    assert verdict.tests[0].reason == (
+        "no_answer" if parsed is None else "ok" if parsed >= 0.5 else "wrong_answer"
+    )
