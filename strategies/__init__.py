@@ -1,15 +1,36 @@
 """Meta-generation strategies: factories registered by name, each returning a :class:`Strategy`.
 
+- parallel: ``best_of_n``, ``self_consistency``, ``filter_and_cluster``;
+- chained and self-evaluating: ``cothink``, ``self_refine``, ``alphacodium``, ``sed``, ``adadec``,
+  ``thought_budget``;
+- search: ``beam_search``, ``mcts``, ``token_tree_search``;
+- routing: ``token_routing``, ``segment_offload``, ``cascade``, ``speculative_decoding``.
+
 Example:
     >>> from forkpath.strategies import Context, strategies
     >>> best = strategies.create("best_of_n", n=4)
     >>> result = await best(task, Context(models={"default": model}, verifier=verifier))
 """
 
+from forkpath.strategies._adadec import adadec
+from forkpath.strategies._alphacodium import alphacodium
 from forkpath.strategies._base import Candidate, Context, Strategy, StrategyResult, strategies
+from forkpath.strategies._beam_search import beam_search
 from forkpath.strategies._best_of_n import best_of_n
 from forkpath.strategies._budget import Budget, BudgetLimits
+from forkpath.strategies._cascade import cascade
+from forkpath.strategies._cothink import cothink
+from forkpath.strategies._filter_cluster import filter_and_cluster
+from forkpath.strategies._mcts import mcts
 from forkpath.strategies._prompts import task_messages
+from forkpath.strategies._sed import sed
+from forkpath.strategies._segment_offload import segment_offload
+from forkpath.strategies._self_consistency import self_consistency
+from forkpath.strategies._self_refine import self_refine
+from forkpath.strategies._speculative import speculative_decoding
+from forkpath.strategies._thought_budget import thought_budget
+from forkpath.strategies._token_routing import token_routing
+from forkpath.strategies._token_tree_search import token_tree_search
 
 __all__ = [
     "Budget",
@@ -18,7 +39,22 @@ __all__ = [
     "Context",
     "Strategy",
     "StrategyResult",
+    "adadec",
+    "alphacodium",
+    "beam_search",
     "best_of_n",
+    "cascade",
+    "cothink",
+    "filter_and_cluster",
+    "mcts",
+    "sed",
+    "segment_offload",
+    "self_consistency",
+    "self_refine",
+    "speculative_decoding",
     "strategies",
     "task_messages",
+    "thought_budget",
+    "token_routing",
+    "token_tree_search",
 ]

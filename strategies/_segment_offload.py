@@ -49,6 +49,7 @@ def segment_offload(
     top_logprobs: int = 5,
     estimator: Estimator = "lower",
     window: int = 8,
+    cooldown: int = 4,
     temperature: float = 0.0,
     seed: int = 0,
     prompt: str | None = None,
@@ -67,15 +68,18 @@ def segment_offload(
         estimator: entropy estimator: ``lower`` or ``renorm`` from the top-k (any API), or
             ``full`` (backends that report the full-distribution entropy).
         window: tokens in the window statistics.
+        cooldown: after a segment, the small model writes at least this many tokens before the
+            next offload can trigger (the window restarts empty; this also guarantees progress).
         temperature: sampling temperature of both models (0: greedy).
         seed: sampling seed.
         prompt: a template for the user message.
     """
     chosen_router = make_router(router)
-    check_router(chosen_router, TOKEN_FEATURES, "segment", by="segment_offload")
-    if min(max_tokens, chunk_tokens, segment_tokens, top_logprobs, window) < 1:
+    check_router(chosen_router, TOKEN_FEATURES, "segment", by="segment_offload", estimator=estimator)
+    if min(max_tokens, chunk_tokens, segment_tokens, top_logprobs, window, cooldown) < 1:
         raise ConfigError(
-            "segment_offload: max_tokens, chunk_tokens, segment_tokens, top_logprobs and window must be >= 1"
+            "segment_offload: max_tokens, chunk_tokens, segment_tokens, top_logprobs, window and cooldown "
+            "must be >= 1"
         )
     if not segment_stop:
         raise ConfigError("segment_offload: segment_stop needs at least one stop string")
@@ -88,7 +92,7 @@ def segment_offload(
         recent = UncertaintyWindow(window)
         stopped: Stopped = "done"
         finished = False
-        stalled = False  # the last segment added nothing: let the small model write one token
+        cooling = 0  # small-model tokens still to write before the next offload may trigger
         while not finished and small_tokens + large_tokens < max_tokens:
             if context.budget.exhausted():
                 stopped = "budget"
@@ -104,9 +108,9 @@ def segment_offload(
                 )
             )
             cut = await _first_handover(
-                chunk, chosen_router, recent, estimator, small_tokens + large_tokens, skip=int(stalled)
+                chunk, chosen_router, recent, estimator, small_tokens + large_tokens, skip=cooling
             )
-            stalled = False
+            cooling = max(cooling - len(chunk.tokens), 0) if cut is None else 0
             if cut is None:
                 text += chunk.text
                 small_tokens += len(chunk.tokens)
@@ -135,9 +139,8 @@ def segment_offload(
                 )
             )
             large_tokens += len(segment.tokens) or segment.usage.completion_tokens
-            added = segment.text + (_stop_string(segment, segment_stop) or "")
-            text += added
-            stalled = not added
+            text += segment.text + _stop_tail(segment, segment_stop)
+            cooling = cooldown
             recent.clear()
         total = small_tokens + large_tokens
         return StrategyResult(
@@ -205,10 +208,15 @@ async def _first_handover(
     return None
 
 
-def _stop_string(result: GenerateResult, stops: tuple[str, ...]) -> str | None:
-    """The stop string that ended ``result`` when its token detail shows it, else None."""
+def _stop_tail(result: GenerateResult, stops: tuple[str, ...]) -> str:
+    """The rest of the token that hit the stop string, when the token detail shows it.
+
+    Keeping the whole token (e.g. ``"\n   "``, newline plus indentation, is one token in many
+    vocabularies) leaves the text at a boundary the model itself produced; cutting right after
+    ``"\n"`` would hand the small model a prefix it never tokenizes that way.
+    """
     if result.finish_reason != "stop":
-        return None
+        return ""
     written = "".join(t.token for t in result.tokens)
     rest = written[len(result.text) :] if written.startswith(result.text) else ""
-    return next((s for s in stops if rest.startswith(s)), None)
+    return rest if any(rest.startswith(s) for s in stops) else ""

@@ -51,9 +51,19 @@ class PairStrategy(Strategy):
         require_shared_tokenizer(context.model(small), context.model(large), by=self.name)
 
 
-def check_router(router: Router, available: tuple[str, ...], handover: Handover, *, by: str) -> None:
-    """Fail at configuration time if ``router`` reads a feature ``by`` does not compute, or hands
-    over something other than what ``by`` can give the large model."""
+def check_router(
+    router: Router, available: tuple[str, ...], handover: Handover, *, by: str, estimator: str | None = None
+) -> None:
+    """Fail at configuration time if ``router`` reads a feature ``by`` does not compute, hands
+    over something other than what ``by`` can give the large model, or was calibrated on
+    entropies from another estimator than ``by`` computes (its threshold would not transfer)."""
+    calibration = getattr(router, "calibration", None)
+    calibrated_on = getattr(calibration, "estimator", None)
+    if estimator and calibrated_on and calibrated_on != estimator:
+        raise ConfigError(
+            f"{by}: router {router.name!r} was calibrated on {calibrated_on!r} entropies and {by} computes "
+            f"{estimator!r} ones; recalibrate, or set the strategy's estimator to {calibrated_on!r}"
+        )
     missing = [f for f in router.features if f not in available]
     if missing:
         raise ConfigError(
@@ -96,7 +106,7 @@ def token_routing(
         prompt: a template for the user message (``{prompt}`` and the task's fields).
     """
     chosen_router = make_router(router)
-    check_router(chosen_router, TOKEN_FEATURES, "token", by="token_routing")
+    check_router(chosen_router, TOKEN_FEATURES, "token", by="token_routing", estimator="full")
     if max_tokens < 1:
         raise ConfigError(f"token_routing: max_tokens must be at least 1, got {max_tokens}")
     if hold < 0 or window < 1:
@@ -134,16 +144,16 @@ def token_routing(
             )
             decision = await chosen_router.route(features)
             use_large = decision.routed or held > 0
-            charge(slm, prompt_tokens=len(seq) - small_seen, completion_tokens=0 if use_large else 1)
+            small_prefill = len(seq) - small_seen
             small_seen = len(seq)
             chosen_lp = float(lp_small[token])
             if use_large:
                 held = hold if decision.routed else held - 1
                 handovers += decision.routed
                 lp_large = await l_tok.next_token_logprobs(seq)
-                charge(llm, prompt_tokens=len(seq) - large_seen, completion_tokens=1)
-                large_seen = len(seq)
                 token = choose(lp_large, temperature, top_p, rng)
+                charge(llm, prompt_tokens=len(seq) - large_seen, completion_tokens=int(token not in ends))
+                large_seen = len(seq)
                 chosen_lp = float(lp_large[token])
                 if decision.routed:
                     emit(
@@ -157,6 +167,10 @@ def token_routing(
                             },
                         )
                     )
+            # An end token is not an answer token (as in Model.generate's accounting).
+            charge(
+                slm, prompt_tokens=small_prefill, completion_tokens=int(not use_large and token not in ends)
+            )
             if token in ends:
                 finish = "stop"
                 break

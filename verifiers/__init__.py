@@ -37,7 +37,13 @@ from forkpath.verifiers._datasets import (
 )
 from forkpath.verifiers._extract import extract_code, humaneval_program, outputs_match
 from forkpath.verifiers._judge import ModelJudge, model_judge, parse_score, yes_probability
-from forkpath.verifiers._math import MathAnswerVerifier, extract_math_answer, math_answer, math_equal
+from forkpath.verifiers._math import (
+    MathAnswerVerifier,
+    extract_math_answer,
+    math_answer,
+    math_equal,
+    math_equal_async,
+)
 from forkpath.verifiers._python import PythonTestsVerifier, python_tests
 from forkpath.verifiers._registry import VerifierSpec, make_verifier, verifiers
 from forkpath.verifiers._sandbox import Limits, ProgramRun, Sandbox, default_sandbox, run_program
@@ -77,6 +83,7 @@ __all__ = [
     "make_verifier",
     "math_answer",
     "math_equal",
+    "math_equal_async",
     "model_judge",
     "outputs_match",
     "parse_score",

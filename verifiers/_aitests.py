@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from forkpath._errors import VerifierError
 from forkpath._types import IOCase, Task
 from forkpath.models import GenerateRequest, Message, Model
-from forkpath.verifiers._extract import fenced_blocks
+from forkpath.verifiers._extract import PYTHON_TAGS, fenced_blocks
 from forkpath.verifiers._judge import resolve_model
 from forkpath.verifiers._python import PythonTestsVerifier
 from forkpath.verifiers._registry import verifiers
@@ -71,7 +71,7 @@ def function_name(task: Task) -> str | None:
 
 def parse_asserts(reply: str, name: str, limit: int) -> list[str]:
     """Single-line ``assert`` statements that compile and call ``name``, deduplicated."""
-    blocks = [code for lang, code in fenced_blocks(reply) if lang in ("", "python", "py")]
+    blocks = [code for lang, code in fenced_blocks(reply) if lang in PYTHON_TAGS]
     text = "\n".join(blocks) if blocks else reply
     found: list[str] = []
     for line in text.splitlines():

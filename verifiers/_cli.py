@@ -14,6 +14,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from forkpath._errors import ForkpathError
@@ -65,7 +66,7 @@ def verify(
         )
         verdict = asyncio.run(verifier.verify(the_task, text))
     except (BadInput, ForkpathError) as e:
-        _err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if as_json:
         print(verdict.model_dump_json(indent=2))
@@ -159,15 +160,16 @@ def _only_function(candidate: str) -> str:
 
 
 def _show(task: Task, verdict: Verdict) -> None:
-    table = Table(title=f"{task.id}: {verdict.verifier}", show_lines=False)
+    # Test names and messages come from the candidate and the tests: text, never markup.
+    table = Table(title=escape(f"{task.id}: {verdict.verifier}"), show_lines=False)
     for column in ("test", "result", "reason", "message", "s"):
         table.add_column(column, overflow="fold")
     for test in verdict.tests:
         table.add_row(
-            test.name,
+            escape(test.name),
             "[green]pass[/]" if test.passed else "[red]fail[/]",
-            test.reason,
-            test.message,
+            escape(test.reason),
+            escape(test.message),
             f"{test.duration_s:.3f}",
         )
     _out.print(table)
@@ -175,7 +177,7 @@ def _show(task: Task, verdict: Verdict) -> None:
     _out.print(
         f"[bold {colour}]{'PASSED' if verdict.passed else 'FAILED'}[/] score {verdict.score:.2f}, "
         f"{len(verdict.tests) - len(verdict.failures)}/{len(verdict.tests)} tests, "
-        f"isolation: {verdict.isolation}, {verdict.duration_s:.2f} s",
+        f"isolation: {escape(verdict.isolation)}, {verdict.duration_s:.2f} s",
         highlight=False,
         soft_wrap=True,
     )

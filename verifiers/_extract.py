@@ -13,7 +13,8 @@ import re
 _FENCE = re.compile(
     r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE
 )
-_PYTHON_TAGS = {"", "python", "py", "python3", "py3", "pycon"}
+PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3", "pycon"})
+"""Fence languages that mark Python code (``""``: an untagged fence)."""
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -45,7 +46,7 @@ def extract_code(answer: str, entry_point: str | None = None) -> str:
         >>> extract_code("Sure:\\n```python\\ndef f(x):\\n    return x\\n```\\nDone.", "f")
         'def f(x):\\n    return x\\n'
     """
-    blocks = [code for lang, code in fenced_blocks(answer) if lang in _PYTHON_TAGS]
+    blocks = [code for lang, code in fenced_blocks(answer) if lang in PYTHON_TAGS]
     if blocks:
         if entry_point:
             for code in blocks:

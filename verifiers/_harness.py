@@ -1,4 +1,4 @@
-"""The sandbox's own process: a fork server, and the code that runs one candidate in a fork.
+"""The sandbox's own process: a fork server, and the set-up of one run in a fork.
 
 Started by :mod:`forkpath.verifiers._sandbox` as ``python -I [-S] -B _harness.py serve FD
 MODULE...`` and never imported. The server preloads the harness and common modules once, then
@@ -7,20 +7,23 @@ server lives in an empty network namespace of its own, which every run inherits.
 (running as root) starts a new session and, under full isolation, new mount and pid namespaces,
 then forks the process that becomes pid 1 there: that one sets up mounts and rlimits, drops to
 an unprivileged uid, and only then runs candidate code. When pid 1 exits, the kernel kills
-everything left in its namespace.
+everything left in its namespace. Without namespaces the server is the subreaper of its runs:
+what a run leaves behind (even after ``setsid``) is adopted by the server and killed when the
+run ends.
 
-The report is a file opened before the candidate runs. Every line starts with a nonce that only
-the job carried (the job file is deleted before the candidate runs), and the parent counts a
-candidate as passing only when it sees the ``done`` line, which is written after the last test
-returned. So exiting early (``sys.exit``, ``os._exit``), crashing, or killing the process can
-only make a candidate fail. After the candidate has run, this module calls nothing the
-candidate could have replaced: functions it needs are bound before, and the tests see a copy of
-the builtins taken before the candidate ran. It stays standard-library only.
+What runs after the set-up (the authenticated report, the audit hook, the test thread) is in
+``_runner.py``, loaded from its file here. The report is a file opened and unlinked before the
+candidate runs; the parent counts a candidate as passing only when it sees an authenticated
+``done`` line, written after the last test returned. So exiting early (``sys.exit``,
+``os._exit``), crashing, or killing the process can only make a candidate fail.
 """
 
+import _thread
 import builtins
 import contextlib
 import ctypes
+import gc
+import importlib.util
 import json
 import os
 import resource
@@ -28,23 +31,41 @@ import select
 import signal
 import socket
 import sys
-import time
-from typing import NoReturn
+import threading  # noqa: F401 - imported in the main thread, so threading knows which one is main
+from collections import deque
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
-MAX_MESSAGE = 600
-EFBIG = 27
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_EXTENSION_DIRS = tuple(entry for entry in sys.path if os.path.isabs(entry) and os.path.isdir(entry))
+"""Where a run may load extension modules from: the interpreter's own path, read-only to runs."""
 
 # The harness's own builtins: functions defined below look names up here, so a candidate that
 # patches the ``builtins`` module (``builtins.isinstance = ...``) does not reach the harness.
 __builtins__ = dict(builtins.__dict__)  # type: ignore[assignment]
+
+
+def _load_runner() -> ModuleType:
+    """``_runner.py`` from beside this file, not registered in ``sys.modules``."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
+    spec = importlib.util.spec_from_file_location("_forkpath_sandbox_runner", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from forkpath.verifiers import _runner as runner
+else:
+    runner = _load_runner()
 
 
 def _check(result: int, what: str) -> None:
@@ -70,6 +91,9 @@ def serve(sock_fd: int) -> None:
     if os.geteuid() == 0:
         with contextlib.suppress(OSError):  # the probe run reports whether it worked
             _check(_libc.unshare(CLONE_NEWNET), "unshare")
+    # Orphans of a run (a daemonized child, a setsid() escape) are re-parented to us, not to
+    # init, so they can be found and killed when the run ends.
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     sock = socket.socket(fileno=sock_fd)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -80,6 +104,7 @@ def serve(sock_fd: int) -> None:
         _serve_loop(sock, wake_r, wake_w, running)
     for pid in running:
         _kill_group(pid)
+    _kill_orphans({})
 
 
 def _serve_loop(sock: socket.socket, wake_r: int, wake_w: int, running: dict[int, str]) -> None:
@@ -87,14 +112,7 @@ def _serve_loop(sock: socket.socket, wake_r: int, wake_w: int, running: dict[int
         ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
         if wake_r in ready:
             os.read(wake_r, 4096)
-        while running:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            sock.send(f"exited {running.pop(pid)} {status}".encode())
+        _reap(sock, running)
         if sock.fileno() in ready:
             message = sock.recv(65536)
             if not message:  # the parent is gone: so are its runs
@@ -111,6 +129,55 @@ def _serve_loop(sock: socket.socket, wake_r: int, wake_w: int, running: dict[int
             sock.send(f"started {run_id} {pid}".encode())
 
 
+def _reap(sock: socket.socket, running: dict[int, str]) -> None:
+    """Report the runs that ended, after killing what they left: their group and our orphans."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid == 0:
+            return
+        pid = info.si_pid
+        if pid in running:
+            _kill_group(pid)  # before the reap: until then neither its pid nor its group id is reused
+        _, status = os.waitpid(pid, 0)
+        run_id = running.pop(pid, None)
+        if run_id is not None:
+            _kill_orphans(running)
+            sock.send(f"exited {run_id} {status}".encode())
+
+
+def _kill_orphans(running: dict[int, str]) -> None:
+    """Kill and reap our children that are not runs, generation by generation."""
+    for _ in range(1000):  # each round kills one generation; the next is re-parented to us as it dies
+        orphans = [pid for pid in _children() if pid not in running]
+        if not orphans:
+            return
+        for pid in orphans:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in orphans:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return [int(pid) for pid in f.read().split()]
+    except OSError:  # a kernel without CONFIG_PROC_CHILDREN: look at every process's parent
+        found = []
+        for entry in os.listdir("/proc"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if entry.isdigit():
+                    with open(f"/proc/{entry}/stat") as f:
+                        if int(f.read().rpartition(")")[2].split()[1]) == me:
+                            found.append(int(entry))
+        return found
+
+
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
@@ -125,7 +192,7 @@ def _child(control: str, namespaces: bool, server_fds: tuple[int, ...]) -> NoRet
             os.close(fd)
         os.setsid()
         if not namespaces:
-            _run_job(control, None)
+            _run_job(control, False)
         _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID), "unshare")
         _mount("none", "/", None, MS_REC | MS_PRIVATE)  # nothing we mount leaks to the host
         # The parent stops a run with SIGUSR1 to us, and we kill pid 1: the kernel then kills the
@@ -155,51 +222,96 @@ def _child(control: str, namespaces: bool, server_fds: tuple[int, ...]) -> NoRet
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
-def _setup_failed(control: str, error: BaseException, nonce: str = "", fd: int = -1) -> NoReturn:
+def _setup_failed(control: str, error: BaseException, fd: int = -1, report: Any = None) -> NoReturn:
     """Report a failed set-up (before any candidate code ran) and exit.
 
-    ``fd`` is the report file when it is already open (after the mounts its path is hidden).
+    Authenticated when the report is open; before that (no key yet) as a plain line, which the
+    parent reads only when no authenticated ``ready`` line exists.
     """
     try:
-        if fd < 0:
-            fd = os.open(os.path.join(control, "result"), os.O_WRONLY | os.O_APPEND)
-        prefix = f"{nonce} " if nonce else ""
-        os.write(fd, f"{prefix}setup {type(error).__name__}: {error}\n".encode())
+        line = f"setup {type(error).__name__}: {error}".replace("\n", " ")
+        if report is not None:
+            report(line)
+        else:
+            if fd < 0:
+                fd = os.open(os.path.join(control, "result"), os.O_WRONLY | os.O_APPEND)
+            os.write(fd, f"{line}\n".encode())
     finally:
         os._exit(125)
 
 
 # -- one run -----------------------------------------------------------------------------------
-def _run_job(control: str, namespaces: bool | None) -> NoReturn:
+def _run_job(control: str, namespaces: bool) -> NoReturn:
     """Pid 1 of the run (or the session leader without namespaces): set up, drop, run. Never returns."""
-    nonce, out_fd = "", -1
+    _run(*_set_up(control, namespaces))  # no frame of ours keeps the report in a variable
+
+
+def _set_up(control: str, namespaces: bool) -> tuple[dict, Any, Any, Any]:
+    fd, report = -1, None
     try:
-        out_fd = os.open(os.path.join(control, "result"), os.O_WRONLY | os.O_APPEND)
+        # Before any thread starts (threads inherit it): no exec can ever gain privileges.
+        _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
+        result = os.path.join(control, "result")
+        fd = os.open(result, os.O_WRONLY | os.O_APPEND)
+        os.unlink(result)  # the parent reads it through its own descriptor; nobody can open it again
         job_path = os.path.join(control, "job.json")
         with open(job_path, "rb") as f:
             job = json.loads(f.read())
         os.unlink(job_path)
-        nonce = job["nonce"]
+        report = runner.reporter(bytes.fromhex(job.pop("key")), fd)
         stdin = os.path.join(control, "stdin")
         _redirect(0, stdin if os.path.exists(stdin) else os.devnull, os.O_RDONLY)
         _redirect(1, os.path.join(control, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         _redirect(2, os.path.join(control, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         # Past the file-size limit writes fail with EFBIG instead of killing the process.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        limits = job["isolate"]["limits"] if namespaces else job["limits"]
+        nproc = limits.pop("RLIMIT_NPROC", None)
         if namespaces:
             _isolate(job["isolate"])
         else:
             os.chdir(job["workdir"])
-            _set_limits(job["limits"])
+            _set_limits(limits)
+        # Not dumpable: /proc/self/{mem,fd,environ} are root's, and no process of the same uid
+        # may ptrace or read this one.
+        _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl")
         os.environ["HOME"] = os.getcwd()
-        builtins.exit = builtins.quit = _exit_builtin  # type: ignore[assignment]
-        # From here on candidate code may run: a set-up line without the nonce is not ours.
-        os.write(out_fd, f"{nonce} ready\n".encode())
+        builtins.exit = builtins.quit = _exit_builtin()
+        go = finished = None
+        if job["mode"] == "tests":
+            go, finished = _thread.allocate_lock(), _thread.allocate_lock()
+            go.acquire()
+            finished.acquire()
+            # The test thread runs C deque.extend over a C map: no Python frame below the
+            # tests holds ``report``, and the candidate runs outside the main thread.
+            lines = map(report, runner.test_lines(job, go, finished, _EXTENSION_DIRS))
+            drain: deque[None] = deque(maxlen=0)
+            _thread.start_new_thread(drain.extend, (lines,))
+            del lines
+        if nproc is not None:  # after the test thread exists: it counts as a process too
+            _set_nproc(nproc)
+        report("ready")
     except BaseException as e:
-        _setup_failed(control, e, nonce, out_fd)
-    if job["mode"] == "program":
-        _run_program(job, out_fd)
-    _run_tests(job, out_fd)
+        _setup_failed(control, e, fd, report)
+    return job, report, go, finished
+
+
+def _run(job: dict, report: Any, go: Any, finished: Any) -> NoReturn:
+    if go is None:
+        runner.run_program(job, report)
+    del job, report
+    streams, exit_now, base_error = (sys.stdout, sys.stderr), os._exit, BaseException
+    go.release()
+    try:
+        finished.acquire()
+    except base_error:  # KeyboardInterrupt through _thread.interrupt_main(): not finished
+        exit_now(1)
+    for stream in streams:  # what the candidate printed, for the verdict's details
+        try:  # noqa: SIM105 - no contextlib after the candidate ran: it may have patched it
+            stream.flush()
+        except base_error:
+            pass
+    exit_now(0)  # not a normal exit: no atexit hooks or lingering threads of the candidate
 
 
 def _redirect(target: int, path: str, flags: int) -> None:
@@ -208,9 +320,14 @@ def _redirect(target: int, path: str, flags: int) -> None:
     os.close(fd)
 
 
-def _exit_builtin(code: object = None) -> None:
-    """``exit``/``quit`` as the site module would define them (the server may run with ``-S``)."""
-    raise SystemExit(code)
+def _exit_builtin() -> Any:
+    """``exit``/``quit`` as the site module would define them (the server may run with ``-S``).
+
+    Defined in a namespace of its own: its ``__globals__`` lead nowhere.
+    """
+    namespace: dict[str, Any] = {"__builtins__": {"SystemExit": SystemExit}}
+    exec("def exit(code=None):\n    raise SystemExit(code)\n", namespace)
+    return namespace["exit"]
 
 
 def _isolate(iso: dict) -> None:
@@ -234,7 +351,6 @@ def _isolate(iso: dict) -> None:
     os.makedirs(work, mode=0o700)
     os.chown(work, uid, gid)
     os.chdir(work)
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
     _set_limits(iso["limits"])
     os.setgroups([])
     os.setresgid(gid, gid, gid)
@@ -247,176 +363,12 @@ def _set_limits(limits: dict) -> None:
         resource.setrlimit(getattr(resource, name), (soft, hard))
 
 
-def _describe(exc: BaseException, filename: str) -> str:
-    """The last traceback line, plus where in the candidate it was raised."""
-    try:
-        text = str(exc)
-    except BaseException:
-        text = "<unprintable>"
-    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    tb = exc.__traceback__
-    where = None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == filename:
-            where = tb.tb_lineno
-        tb = tb.tb_next
-    if where is not None:
-        line += f" ({filename}, line {where})"
-    return line[:MAX_MESSAGE]
-
-
-def _classify(exc: BaseException) -> str:
-    if isinstance(exc, AssertionError):
-        return "wrong_answer"
-    if isinstance(exc, MemoryError):
-        return "memory"
-    if isinstance(exc, OSError) and exc.errno == EFBIG:
-        return "output_limit"
-    return "exception"
-
-
-_BLOCKED_EVENTS = frozenset(
-    {
-        "sys.settrace",  # a trace function can jump a test past its assert
-        "sys.setprofile",
-        "ctypes.dlopen",  # ctypes.pythonapi reaches the interpreter's internals
-        "ctypes.dlsym",
-        "ctypes.cdata",  # from_address: raw memory writes
-        "gc.get_objects",  # finding the harness's state
-        "gc.get_referrers",
-        "gc.get_referents",
-    }
-)
-
-
-def _guard(event: str, args: tuple, blocked: frozenset = _BLOCKED_EVENTS) -> None:
-    """Audit hook (cannot be removed once added): refuse what could tamper with the tests."""
-    if event in blocked:
-        raise RuntimeError(f"{event} is not allowed in the sandbox")
-
-
-def _run_tests(job: dict, out_fd: int) -> NoReturn:
-    # Everything used after the candidate has run is bound here, before it runs.
-    write, getpid, exit_now = os.write, os.getpid, os._exit
-    clock, gettrace, getprofile = time.perf_counter, sys.gettrace, sys.getprofile
-    run, build, describe, classify = exec, compile, _describe, _classify
-    nonce = job["nonce"]
-    harness_pid = getpid()
-    pristine = dict(builtins.__dict__)
-    streams = (sys.stdout, sys.stderr)
-
-    def report(line: str) -> None:
-        if getpid() != harness_pid:
-            exit_now(0)  # a fork of the candidate came back into the harness: it has no say
-        write(out_fd, f"{nonce} {line}\n".encode("utf-8", "replace"))
-
-    def finish(code: int) -> NoReturn:
-        for stream in streams:  # what the candidate printed, for the verdict's details
-            try:  # noqa: SIM105 - no contextlib after the candidate ran: it may have patched it
-                stream.flush()
-            except BaseException:
-                pass
-        exit_now(code)
-
-    filename = "candidate.py"
-    try:
-        code = build(job["code"], filename, "exec")
-    except (SyntaxError, ValueError) as e:
-        report(f"syntax {describe(e, filename)!r}")
-        finish(1)
-    sys.addaudithook(_guard)
-    namespace: dict = {"__name__": "candidate", "__builtins__": builtins}
-    try:
-        run(code, namespace)
-    except BaseException as e:
-        report(f"load {classify(e)} {describe(e, filename)!r}")
-        finish(1)
-    report("loaded")
-    # The tests get the candidate's globals minus anything that shadows a builtin, and a
-    # builtins copy taken before the candidate ran, so patching builtins cannot fake a pass.
-    test_ns = {
-        k: v for k, v in namespace.items() if k not in pristine or (k.startswith("__") and k.endswith("__"))
-    }
-    test_ns["__builtins__"] = dict(pristine)
-    test_ns["__name__"] = "tests"
-    try:
-        run(build(job["tests"], "tests.py", "exec"), test_ns)
-        function = test_ns[job["test_function"]]
-    except BaseException as e:
-        report(f"testerror {describe(e, 'tests.py')!r}")
-        finish(1)
-    entry_point = job["entry_point"]
-    if entry_point is not None:
-        if entry_point not in namespace:
-            report(f"load exception {f'NameError: the candidate does not define {entry_point!r}'!r}")
-            finish(1)
-        steps = function(namespace[entry_point])
-    else:
-        steps = function()
-    count = 0
-    while True:
-        started = clock()
-        try:
-            index, error = next(steps)
-        except StopIteration:
-            break
-        except BaseException as e:
-            report(f"abort {classify(e)} {describe(e, filename)!r}")
-            finish(1)
-        elapsed = clock() - started
-        if gettrace() is not None or getprofile() is not None:
-            report(f"abort exception {'tampering: the candidate installed a trace or profile hook'!r}")
-            finish(1)
-        if error is None:
-            report(f"end {index} ok {elapsed:.6f} ''")
-        else:
-            report(f"end {index} {classify(error)} {elapsed:.6f} {describe(error, filename)!r}")
-        count += 1
-    report(f"done {count}")
-    finish(0)  # not a normal exit: no atexit hooks or lingering threads of the candidate
-
-
-def _run_program(job: dict, out_fd: int) -> NoReturn:
-    write, exit_now = os.write, os._exit
-    nonce = job["nonce"]
-
-    def report(line: str) -> None:
-        write(out_fd, f"{nonce} {line}\n".encode("utf-8", "replace"))
-
-    filename = "solution.py"
-    try:
-        code = compile(job["code"], filename, "exec")
-    except (SyntaxError, ValueError) as e:
-        report(f"syntax {_describe(e, filename)!r}")
-        exit_now(1)
-    sys.argv = [filename]
-    namespace = {"__name__": "__main__", "__file__": filename, "__builtins__": builtins}
-    status = 0
-    try:
-        exec(code, namespace)
-    except SystemExit as e:
-        if e.code is None or isinstance(e.code, int):
-            status = e.code or 0
-        else:
-            print(e.code, file=sys.stderr)
-            status = 1
-    except BaseException as e:
-        report(f"error {_classify(e)} {_describe(e, filename)!r}")
-        try:
-            import traceback
-
-            traceback.print_exc()
-        except BaseException:
-            pass
-        status = 1
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:  # no contextlib after the candidate ran: it may have patched it
-            if stream is not None:
-                stream.flush()
-        except BaseException:
-            pass
-    report(f"exit {status}")
-    exit_now(status & 0xFF)
+def _set_nproc(value: int) -> None:
+    """RLIMIT_NPROC, possibly after the uid drop: never above the hard limit we already have."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(resource.RLIMIT_NPROC, (value, value))
 
 
 if __name__ == "__main__":
@@ -424,4 +376,6 @@ if __name__ == "__main__":
         sys.exit("usage: _harness.py serve FD [MODULE ...]  (started by forkpath's sandbox)")
     for module in sys.argv[3:]:
         __import__(module)  # preloaded once here instead of once per run
+    # Nothing loaded so far is ever collected: runs do not walk (and so copy) its pages.
+    gc.freeze()
     serve(int(sys.argv[2]))

@@ -4,12 +4,28 @@ Extraction tries, in order: the last ``\\boxed{...}`` (or ``\\fbox``), the last 
 line (GSM8K), the last "the answer is ..." / "Answer: ...", and the last number. Comparison
 uses math-verify (symbolic and numeric equivalence, fractions, percentages, LaTeX, units in
 ``\\text{}``), after plain-text units ("18 dollars") are stripped from numeric answers.
+
+Plain numbers are compared here, exactly (with ``Decimal``) when the answer is clear either way.
+Everything else goes to math-verify in a small pool of worker processes (see
+``_mathworker.py``): sympy can take minutes on a pathological answer, and math-verify's own
+timeouts use SIGALRM, which only works in a main thread. A worker that overruns its deadline
+is killed, so a comparison never blocks the event loop and never outlives its time limit.
 """
 
+import asyncio
+import atexit
+import json
+import os
 import re
+import select
+import subprocess
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 
 from forkpath._errors import VerifierError
 from forkpath._types import Task
@@ -83,28 +99,136 @@ def _normal(answer: str) -> str:
     return re.sub(r"\s+|,(?=\d{3}\b)", "", answer).lower()
 
 
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_WORKER = str(Path(__file__).with_name("_mathworker.py"))
+_WORKERS = 2
+_START_S = 120.0  # importing sympy on a busy machine
+_pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="forkpath-math")
+_local = threading.local()  # each pool thread owns one worker process
+_processes: set[subprocess.Popen[bytes]] = set()
+
+
+def _quick_equal(reference: str, candidate: str, float_rounding: int) -> bool | None:
+    """The answer without math-verify when it is plain, else None.
+
+    Equal text, or two plain decimal numbers that are equal, or further apart than rounding to
+    ``float_rounding`` places could ever close (math-verify rounds floats, compares integers
+    exactly): near misses go to math-verify, which decides them.
+    """
+    a, b = _normal(reference), _normal(candidate)
+    if a == b:
+        return True
+    if _PLAIN_NUMBER.fullmatch(a) and _PLAIN_NUMBER.fullmatch(b):
+        x, y = Decimal(a), Decimal(b)
+        if x == y:
+            return True
+        if abs(x - y) > 2 * Decimal(10) ** -float_rounding:
+            return False
+    return None
+
+
+def _worker() -> "subprocess.Popen[bytes]":
+    process: subprocess.Popen[bytes] | None = getattr(_local, "process", None)
+    if process is not None and process.poll() is None:
+        return process
+    process = subprocess.Popen(
+        [sys.executable, "-I", _WORKER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # math-verify logs warnings; nobody would read them
+    )
+    _processes.add(process)
+    _local.process = process
+    answer = _answer(process, time.monotonic() + _START_S)
+    if answer is None or "ready" not in answer:
+        _stop(process)
+        problem = answer.get("error") if answer else "it did not start"
+        raise VerifierError(f"math_answer: the math-verify worker failed: {problem}")
+    return process
+
+
+def _answer(process: "subprocess.Popen[bytes]", deadline: float) -> dict | None:
+    """The worker's next JSON line, or None if it does not come before ``deadline``."""
+    assert process.stdout is not None
+    fd, data = process.stdout.fileno(), b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None
+        data += chunk
+    answer: dict = json.loads(data)
+    return answer
+
+
+def _stop(process: "subprocess.Popen[bytes]") -> None:
+    process.kill()
+    process.wait()
+    _processes.discard(process)
+    if getattr(_local, "process", None) is process:
+        _local.process = None
+
+
 @lru_cache(maxsize=4096)
+def _verify_equal(reference: str, candidate: str, float_rounding: int, timeout_s: int) -> bool:
+    """math-verify's verdict from this thread's worker, killed if it overruns.
+
+    Its three steps (two parses, one comparison) each have ``timeout_s``; one more second of
+    slack covers the messages.
+    """
+    process = _worker()
+    assert process.stdin is not None
+    request = {
+        "reference": reference,
+        "candidate": candidate,
+        "float_rounding": float_rounding,
+        "timeout_s": timeout_s,
+    }
+    try:
+        process.stdin.write(json.dumps(request).encode() + b"\n")
+        process.stdin.flush()
+        answer = _answer(process, time.monotonic() + 3 * timeout_s + 1)
+    except (OSError, ValueError):
+        answer = None
+    if answer is None:  # stuck in C code, or dead: it cannot be trusted with the next request
+        _stop(process)
+        return False
+    return bool(answer.get("equal"))
+
+
+@atexit.register
+def _stop_workers() -> None:
+    for process in list(_processes):
+        process.kill()
+
+
 def math_equal(reference: str, candidate: str, *, float_rounding: int = 6, timeout_s: int = 5) -> bool:
-    """Whether two final answers are mathematically equal (math-verify, with a string shortcut).
+    """Whether two final answers are mathematically equal (math-verify, after plain checks).
+
+    Blocks the calling thread for at most about ``3 * timeout_s`` seconds; async code should
+    use :class:`MathAnswerVerifier`, which waits without blocking its event loop.
 
     Example:
         >>> math_equal("\\\\frac{1}{2}", "0.5")
         True
     """
-    if _normal(reference) == _normal(candidate):
-        return True
-    from math_verify import parse, verify
+    quick = _quick_equal(reference, candidate, float_rounding)
+    if quick is not None:
+        return quick
+    return _pool.submit(_verify_equal, reference, candidate, float_rounding, timeout_s).result()
 
-    # math-verify's timeouts use SIGALRM, which only works in the main thread.
-    limit = timeout_s if threading.current_thread() is threading.main_thread() else None
-    try:
-        gold = parse(f"${reference}$", parsing_timeout=limit)
-        pred = parse(f"${candidate}$", parsing_timeout=limit)
-        if not gold or not pred:
-            return False
-        return bool(verify(gold, pred, float_rounding=float_rounding, timeout_seconds=limit))
-    except Exception:  # math-verify raises on pathological input; that is a mismatch, not a crash
-        return False
+
+async def math_equal_async(
+    reference: str, candidate: str, *, float_rounding: int = 6, timeout_s: int = 5
+) -> bool:
+    """:func:`math_equal` without blocking the event loop."""
+    quick = _quick_equal(reference, candidate, float_rounding)
+    if quick is not None:
+        return quick
+    future = _pool.submit(_verify_equal, reference, candidate, float_rounding, timeout_s)
+    return await asyncio.wrap_future(future)
 
 
 class MathAnswerVerifier:
@@ -112,7 +236,7 @@ class MathAnswerVerifier:
 
     Args:
         float_rounding: decimal places floats are rounded to before comparing.
-        timeout_s: limit of each parse and comparison (main thread only).
+        timeout_s: limit of each parse and of the comparison (whole seconds).
     """
 
     def __init__(self, float_rounding: int = 6, timeout_s: int = 5) -> None:
@@ -129,7 +253,7 @@ class MathAnswerVerifier:
             passed, message = False, "no final answer found"
             reason: Reason = "no_answer"
         else:
-            passed = math_equal(
+            passed = await math_equal_async(
                 reference, extracted, float_rounding=self.float_rounding, timeout_s=self.timeout_s
             )
             reason = "ok" if passed else "wrong_answer"

@@ -14,7 +14,16 @@ from forkpath.verifiers._extract import (
     outputs_match,
 )
 from forkpath.verifiers._registry import verifiers
-from forkpath.verifiers._sandbox import Limits, ProgramRun, RawRun, Sandbox, _literal, default_sandbox
+from forkpath.verifiers._sandbox import (
+    Isolation,
+    Limits,
+    ProgramRun,
+    RawRun,
+    Sandbox,
+    _literal,
+    default_sandbox,
+    shared_sandbox,
+)
 from forkpath.verifiers._testprog import TestProgram, assert_tests, humaneval_tests
 from forkpath.verifiers._types import Reason, Source, TestResult, Verdict, score_of
 
@@ -29,6 +38,11 @@ class PythonTestsVerifier:
     outputs compared whitespace- and float-tolerantly). Each test is reported on its own and
     the score is the fraction passed.
 
+    The function under test (the entry point) returns to the tests a copy of its result built
+    only of built-in values, so a returned object cannot fake equality (``__eq__`` always
+    True); a function returning any other type fails its tests with a ``TypeError`` that says
+    so. Turn ``strict_values`` off for tasks whose functions return their own classes.
+
     Args:
         limits: resource limits of each run.
         sandbox: where runs go (default: the process-wide sandbox, one run per CPU).
@@ -36,6 +50,7 @@ class PythonTestsVerifier:
         case_sensitive: compare stdin/stdout tokens case-sensitively.
         source: what the tests' results are marked as (``ai`` for model-written tests).
         name: the verifier name its verdicts carry.
+        strict_values: accept only built-in values from the function under test.
     """
 
     def __init__(
@@ -47,6 +62,7 @@ class PythonTestsVerifier:
         case_sensitive: bool = True,
         source: Source = "given",
         name: str = "python_tests",
+        strict_values: bool = True,
     ) -> None:
         self.limits = limits or Limits()
         self.sandbox = sandbox or default_sandbox()
@@ -54,6 +70,7 @@ class PythonTestsVerifier:
         self.case_sensitive = case_sensitive
         self.source: Source = source
         self.name = name
+        self.strict_values = strict_values
 
     async def verify(self, task: Task, candidate: str) -> Verdict:
         started = time.perf_counter()
@@ -62,7 +79,7 @@ class PythonTestsVerifier:
                 raise VerifierError(f"task {task.id}: HumanEval-style test code needs an entry_point")
             program = humaneval_tests(task.test, task.entry_point)
             code = humaneval_program(task.prompt, candidate, task.entry_point)
-            tests, details = await self._run_tests(code, program)
+            tests, details = await self._run_tests(code, program, None)
         elif task.asserts:
             program = assert_tests(tuple(task.asserts))
             if task.entry_point and defines(task.prompt, task.entry_point):
@@ -72,7 +89,7 @@ class PythonTestsVerifier:
             if not code.strip():
                 tests, details = self._all(program.names, "no_answer", "the answer contains no code"), {}
             else:
-                tests, details = await self._run_tests(code, program)
+                tests, details = await self._run_tests(code, program, task.entry_point)
         elif task.io_cases:
             tests, details = await self._run_io(task, extract_code(candidate, task.entry_point))
         else:
@@ -98,13 +115,17 @@ class PythonTestsVerifier:
             for n in names
         ]
 
-    async def _run_tests(self, code: str, program: TestProgram) -> tuple[list[TestResult], dict]:
+    async def _run_tests(
+        self, code: str, program: TestProgram, wrap: str | None
+    ) -> tuple[list[TestResult], dict]:
         job = {
             "mode": "tests",
             "code": code,
             "tests": program.source,
             "test_function": program.function,
             "entry_point": program.entry_point,
+            "wrap": wrap,  # asserts call the function by name: that name gets the plain-values check
+            "plain_values": self.strict_values,
         }
         raw = await self.sandbox.execute(job, limits=self.limits)
         details: dict = {"isolation": raw.isolation, "run_s": raw.duration_s}
@@ -241,6 +262,8 @@ def python_tests(
     float_tol: float = 1e-6,
     case_sensitive: bool = True,
     max_parallel: int | None = None,
+    isolation: Isolation = "auto",
+    strict_values: bool = True,
 ) -> PythonTestsVerifier:
     """Run the task's Python tests (HumanEval check, asserts or stdin/stdout cases) in the sandbox.
 
@@ -248,7 +271,18 @@ def python_tests(
         limits: per-run resource limits (timeout, memory, processes, output, ...).
         float_tol: numeric tolerance of stdin/stdout comparisons.
         case_sensitive: compare stdin/stdout tokens case-sensitively.
-        max_parallel: concurrent runs of this verifier's own pool (default: the shared pool).
+        max_parallel: concurrent runs of the pool this verifier uses (default: one per CPU);
+            verifiers asking for the same pool share it.
+        isolation: ``auto`` (namespaces and a uid drop when available), ``full`` (refuse to run
+            without them) or ``basic``.
+        strict_values: the function under test may return only built-in values (see
+            :class:`PythonTestsVerifier`).
     """
-    sandbox = Sandbox(limits, max_parallel=max_parallel) if max_parallel else None
-    return PythonTestsVerifier(limits, sandbox=sandbox, float_tol=float_tol, case_sensitive=case_sensitive)
+    sandbox: Sandbox = shared_sandbox(max_parallel, isolation)
+    return PythonTestsVerifier(
+        limits,
+        sandbox=sandbox,
+        float_tol=float_tol,
+        case_sensitive=case_sensitive,
+        strict_values=strict_values,
+    )

@@ -1,7 +1,8 @@
 """The verifier registry, and building a verifier from what a flow YAML or a caller gives.
 
 A spec is a registry name (``"python_tests"``), a mapping with ``name`` and the factory's
-parameters (``{"name": "python_tests", "timeout_s": 5}``) or a ready :class:`Verifier`.
+parameters (``{"name": "python_tests", "limits": {"timeout_s": 5}}``) or a ready
+:class:`Verifier`.
 """
 
 from collections.abc import Mapping
@@ -23,7 +24,8 @@ def make_verifier(spec: VerifierSpec) -> Verifier:
     """Build a verifier from a spec.
 
     Example:
-        >>> make_verifier({"name": "python_tests", "timeout_s": 5})
+        >>> make_verifier({"name": "python_tests", "limits": {"timeout_s": 5}})
+        >>> make_verifier({"name": "math_answer", "timeout_s": 2})
     """
     if isinstance(spec, str):
         return verifiers.create(spec)

@@ -1,13 +1,14 @@
 """Run untrusted Python in a separate, limited process: the one place forkpath executes candidates.
 
 Each run is a fresh process forked from a fork server (see :mod:`._forkserver`), in a new
-session (so a timeout kills the whole process group) with a scrubbed environment, rlimits (CPU,
-address space, file size, open files, processes), stdout and stderr capped by the file-size
-limit, and a wall-clock timeout. When we are root and Linux allows it, the run also gets new pid
-and mount namespaces (every process it started dies with it; a private ``/tmp``), runs in an
-empty network namespace (no network at all; one per fork server, shared by its runs), and drops
-to a random unprivileged uid, which is what makes the process limit and file permissions bite.
-The isolation in force is reported with every result.
+session with a scrubbed environment, rlimits (CPU, address space, file size, open files,
+processes), stdout and stderr capped by the file-size limit, and a wall-clock timeout; whatever
+it leaves behind is killed when it ends. When we are root and Linux allows it, the run also
+gets new pid and mount namespaces (every process it started dies with it; a private ``/tmp``),
+runs in an empty network namespace (no network at all; one per fork server, shared by its runs),
+and drops to a random unprivileged uid, which is what makes the process limit and file
+permissions bite. The isolation in force is reported with every result; anything less than
+full isolation is logged as a warning, and ``isolation="full"`` refuses to run without it.
 
 :class:`Sandbox` bounds how many runs go at once; :func:`run_program` is the entry point for code
 that just wants to run a program on some input (e.g. clustering candidates by their outputs).
@@ -15,6 +16,8 @@ that just wants to run a program on some input (e.g. clustering candidates by th
 
 import asyncio
 import atexit
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -27,7 +30,7 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +51,8 @@ _PROBE = (
     "print(sorted(line.split(':')[0].strip() for line in lines), os.getpid())\n"
 )
 _CONTROL_BASE = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+_MAC_SIZE = 16  # must match _runner.MAC_SIZE
+Isolation = Literal["auto", "basic", "full"]
 
 
 class Limits(BaseModel):
@@ -109,7 +114,7 @@ class RawRun:
     duration_s: float
     isolation: str
     records: list[tuple[str, str]] = field(default_factory=list)
-    """Harness report lines carrying the run's nonce: (kind, rest)."""
+    """Harness report lines whose MAC verified under the run's key, in order: (kind, rest)."""
 
     def fatal(self, limits: Limits) -> tuple[str, str]:
         """Why the process stopped before reporting ``done``: (reason, message)."""
@@ -154,17 +159,25 @@ class Sandbox:
         limits: default limits of each run.
         max_parallel: concurrent runs (default: the number of CPUs).
         isolation: ``"auto"`` uses namespaces and a uid drop when they work here (probed once),
-            ``"basic"`` never does.
+            ``"basic"`` never does, ``"full"`` refuses to run (:class:`VerifierError`) without them.
+            Anything less than full isolation is logged as a warning once per sandbox.
     """
 
     def __init__(
-        self, limits: Limits | None = None, *, max_parallel: int | None = None, isolation: str = "auto"
+        self,
+        limits: Limits | None = None,
+        *,
+        max_parallel: int | None = None,
+        isolation: Isolation = "auto",
     ) -> None:
-        if isolation not in ("auto", "basic"):
-            raise VerifierError(f"unknown sandbox isolation {isolation!r}; use 'auto' or 'basic'")
+        if isolation not in ("auto", "basic", "full"):
+            raise VerifierError(f"unknown sandbox isolation {isolation!r}; use 'auto', 'basic' or 'full'")
         self.limits = limits or Limits()
         self.max_parallel = max_parallel or os.cpu_count() or 1
-        self._full: bool | None = None if isolation == "auto" else False
+        self.required = isolation
+        self._full: bool | None = False if isolation == "basic" else None
+        self._problem = "isolation='basic' was asked for"
+        self._warned = False
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
@@ -229,6 +242,13 @@ class Sandbox:
         """Run one harness job (``mode`` ``program`` or ``tests``); the verifiers' building block."""
         if self._full is None:
             await self._probe()
+        if not self._full:
+            if self.required == "full":
+                raise VerifierError(
+                    f"full isolation was required (isolation='full') but is not available here: {self._problem}"
+                )
+            if not self._warned:
+                self._warn()
         async with self._semaphore():
             return await self._execute(job, stdin, limits, bool(self._full))
 
@@ -255,22 +275,32 @@ class Sandbox:
                 await self._probe_once()
 
     async def _probe_once(self) -> None:
-        full = os.geteuid() == 0 and sys.platform.startswith("linux")
+        full, problem = _namespaces_possible()
         if full:
             try:
                 raw = await self._execute(
                     {"mode": "program", "code": _PROBE}, b"", Limits(timeout_s=30), True
                 )
                 full = raw.returncode == 0 and raw.stdout == b"['lo'] 1\n"
-                problem = raw.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit {raw.returncode}"
-            except VerifierError as e:
-                full, problem = False, str(e)
-            if not full:
-                logger.warning(
-                    "sandbox: namespaces unavailable (%s); isolation is %s", problem, BASIC_ISOLATION
+                problem = "namespaces do not work here: " + (
+                    raw.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit {raw.returncode}"
                 )
+            except VerifierError as e:
+                full, problem = False, f"namespaces do not work here: {e}"
         if self._full is None:
-            self._full = full
+            self._full, self._problem = full, problem
+
+    def _warn(self) -> None:
+        self._warned = True
+        nproc = "is not enforced for root" if os.geteuid() == 0 else "counts all of this user's processes"
+        logger.warning(
+            "sandbox: isolation is %s, not full (%s). Runs share this process's uid: a candidate can "
+            "read what this user can (other processes' /proc/<pid>/environ included) and RLIMIT_NPROC "
+            "%s. Use it for trusted code only; Sandbox(isolation='full') refuses to run like this.",
+            BASIC_ISOLATION,
+            self._problem,
+            nproc,
+        )
 
     def _job(self, job: dict[str, Any], control: str, limits: Limits, full: bool) -> dict[str, Any]:
         cpu = limits.cpu_s or int(limits.timeout_s + 0.999) + 1
@@ -287,7 +317,7 @@ class Sandbox:
             "tests": "",
             "test_function": "",
             **job,
-            "nonce": secrets.token_hex(16),
+            "key": secrets.token_bytes(_MAC_SIZE).hex(),  # authenticates the report; see _runner.py
         }
         if full:
             # A random uid per run: its process count (RLIMIT_NPROC) and kill(-1) reach only this run.
@@ -312,21 +342,25 @@ class Sandbox:
         control = tempfile.mkdtemp(prefix="forkpath-sbx-", dir=_CONTROL_BASE)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        report = -1
         try:
             prepared = self._job(job, control, limits, full)
             if not full:
                 os.mkdir(os.path.join(control, "work"))
             _write_private(os.path.join(control, "job.json"), json.dumps(prepared).encode())
             _write_private(os.path.join(control, "result"), b"")
+            # The run unlinks the report before any candidate code runs; we read it through this.
+            report = os.open(os.path.join(control, "result"), os.O_RDONLY)
             if stdin is not None:
                 _write_private(os.path.join(control, "stdin"), stdin)
             returncode, timed_out = await server.run(control, namespaces=full, timeout_s=limits.timeout_s)
-            records = _read_records(os.path.join(control, "result"), prepared["nonce"])
-            setup = next((rest for kind, rest in records if kind == "setup"), None)
-            if setup is None and not any(kind == "ready" for kind, _ in records):
-                setup = _read_setup_error(os.path.join(control, "result"))
-            if setup is not None:
-                raise VerifierError(f"the sandbox could not set up a run: {setup}")
+            text = _read_fd(report, 2**24)
+            records = _verified_records(text, bytes.fromhex(prepared["key"]))
+            if not any(kind == "ready" for kind, _ in records):
+                # No set-up line at all: killed before it finished (a timeout), not an error.
+                setup = next((rest for kind, rest in records if kind == "setup"), None) or _setup_error(text)
+                if setup is not None:
+                    raise VerifierError(f"the sandbox could not set up a run: {setup}")
             cap = limits.max_output_mb * 2**20
             return RawRun(
                 returncode=returncode,
@@ -338,6 +372,8 @@ class Sandbox:
                 records=records,
             )
         finally:
+            if report >= 0:
+                os.close(report)
             shutil.rmtree(control, ignore_errors=True)
 
 
@@ -370,22 +406,52 @@ def _read_head(path: str, cap: int) -> bytes:
         return b""
 
 
-def _read_records(path: str, nonce: str) -> list[tuple[str, str]]:
-    prefix = nonce + " "
-    records = []
-    for line in _read_head(path, 2**24).decode("utf-8", "replace").splitlines():
-        if line.startswith(prefix):
-            kind, _, rest = line[len(prefix) :].partition(" ")
+def _read_fd(fd: int, cap: int) -> bytes:
+    chunks, size = [], 0
+    while size < cap:
+        chunk = os.read(fd, min(1 << 20, cap - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _verified_records(data: bytes, key: bytes) -> list[tuple[str, str]]:
+    """The report lines whose MAC verifies at the next sequence number: ``(kind, rest)``.
+
+    Each line is ``hex(MAC(key, b"SEQ " + line)) line`` (see ``_runner.reporter``). Anything
+    else (lines a candidate wrote, replayed or cut) is skipped, and a line is only kept after
+    all the harness's lines before it, so a pass needs the harness's own ``done``.
+    """
+    base = hashlib.blake2b(key=key, digest_size=_MAC_SIZE)
+    records: list[tuple[str, str]] = []
+    for line in data.split(b"\n"):
+        mac, _, content = line.partition(b" ")
+        expected = base.copy()
+        expected.update(b"%d " % len(records))
+        expected.update(content)
+        if hmac.compare_digest(expected.hexdigest().encode("ascii"), mac):
+            kind, _, rest = content.decode("utf-8", "replace").partition(" ")
             records.append((kind, rest))
     return records
 
 
-def _read_setup_error(path: str) -> str | None:
-    """Set-up failures are written before the job (and its nonce) is read."""
-    for line in _read_head(path, 65536).decode("utf-8", "replace").splitlines():
+def _setup_error(data: bytes) -> str | None:
+    """A set-up failure written before the run had its key (a plain ``setup ...`` line)."""
+    for line in data.decode("utf-8", "replace").splitlines():
         if line.startswith("setup "):
             return line[len("setup ") :]
     return None
+
+
+def _namespaces_possible() -> tuple[bool, str]:
+    """Whether full isolation can be tried here, and why not."""
+    if not sys.platform.startswith("linux"):
+        return False, "namespaces need Linux"
+    if os.geteuid() != 0:
+        return False, "namespaces and the uid drop need root"
+    return True, ""
 
 
 def _literal(text: str) -> str:
@@ -408,15 +474,28 @@ def _close_all() -> None:
         sandbox.close()
 
 
-_default: Sandbox | None = None
+_shared: dict[tuple[int | None, str], Sandbox] = {}
+_shared_lock = threading.Lock()
 
 
 def default_sandbox() -> Sandbox:
     """The process-wide sandbox (default limits, one run per CPU)."""
-    global _default
-    if _default is None:
-        _default = Sandbox()
-    return _default
+    return shared_sandbox()
+
+
+def shared_sandbox(max_parallel: int | None = None, isolation: Isolation = "auto") -> Sandbox:
+    """The process-wide sandbox of this pool size and isolation, made on first use.
+
+    Verifiers pass their own limits with every run, so sandboxes differ only in how many runs
+    they allow at once and in the isolation they require; sharing them keeps one fork server
+    per kind instead of one per verifier object.
+    """
+    key = (max_parallel, isolation)
+    with _shared_lock:
+        sandbox = _shared.get(key)
+        if sandbox is None:
+            sandbox = _shared[key] = Sandbox(max_parallel=max_parallel, isolation=isolation)
+        return sandbox
 
 
 async def run_program(code: str, stdin: str = "", *, limits: Limits | None = None) -> ProgramRun:

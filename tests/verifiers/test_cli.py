@@ -94,3 +94,13 @@ def test_bad_input_is_one_line_and_exit_2(files: Path, args: list[str], message:
 def test_candidate_from_stdin(files: Path) -> None:
     result = runner.invoke(app, ["-", "--tests", str(files / "check.py")], input=ADD)
     assert result.exit_code == 0
+
+
+def test_names_and_messages_are_printed_as_text_not_markup(tmp_path: Path) -> None:
+    # '[/x]' is a closing tag without an opening one: as markup, rich raises MarkupError.
+    (tmp_path / "echo.py").write_text("def f(s):\n    return s\n")
+    (tmp_path / "tests.py").write_text("assert f('[/x]') == '[bold]'\n")
+    code, out = run(str(tmp_path / "echo.py"), "--tests", str(tmp_path / "tests.py"))
+    assert code == 1  # failed, not crashed
+    assert "[/x]" in out
+    assert "assert f('[/x]') ==" in out

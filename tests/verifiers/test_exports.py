@@ -40,6 +40,7 @@ def test_public_names_are_pinned() -> None:
         "make_verifier",
         "math_answer",
         "math_equal",
+        "math_equal_async",
         "model_judge",
         "outputs_match",
         "parse_score",
@@ -75,3 +76,25 @@ def test_the_cli_exposes_a_verify_command() -> None:
     from forkpath.verifiers._cli import app
 
     assert [c.name for c in app.registered_commands] == ["verify"]
+
+
+def test_the_registry_docstring_examples_are_valid_specs() -> None:
+    import ast
+
+    from forkpath.verifiers import _registry, make_verifier
+
+    text = (_registry.__doc__ or "") + (_registry.make_verifier.__doc__ or "")
+    specs = []
+    start = text.find('{"name"')
+    while start >= 0:
+        end = text.index("}", start)
+        while True:  # grow to the end of the (possibly nested) literal
+            try:
+                specs.append(ast.literal_eval(text[start : end + 1]))
+                break
+            except SyntaxError:
+                end = text.index("}", end + 1)
+        start = text.find('{"name"', end)
+    assert len(specs) >= 3
+    for spec in specs:
+        assert make_verifier(spec).registered.name == spec["name"]  # type: ignore[attr-defined]

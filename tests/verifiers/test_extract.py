@@ -75,3 +75,10 @@ def test_outputs_match_options() -> None:
     assert outputs_match("YES", "yes", case_sensitive=False)
     assert outputs_match("0.5", "0.51", float_tol=0.05)
     assert not outputs_match("100", "101", float_tol=0.5)  # integers compare exactly
+
+
+def test_model_written_asserts_come_from_python_fences_of_any_spelling() -> None:
+    from forkpath.verifiers._aitests import parse_asserts
+
+    reply = "```python3\nassert add(1, 2) == 3\n```\n```text\nassert add(0, 0) == 1\n```\n"
+    assert parse_asserts(reply, "add", 5) == ["assert add(1, 2) == 3"]

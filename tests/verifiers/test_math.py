@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +122,78 @@ def test_gsm8k_answer_phrasings_without_the_marker() -> None:
     assert stated == 200
     # Without any marker the last number in the reasoning is usually, not always, the answer.
     assert last_number >= 195
+
+
+PLAIN_PAIRS = [
+    ("18", "18"),
+    ("18", "17"),
+    ("18", "18.0"),
+    ("18", "18.0000001"),  # a near miss: decided by math-verify
+    ("0.5", "0.50"),
+    ("0.5", "0.5000004"),
+    ("0.333333", "0.333334"),
+    ("-3", "3"),
+    ("007", "7"),
+    ("1,000", "1000"),
+    ("1,000", "999"),
+    ("1000", "999.9999"),
+    ("123456789012345678901", "123456789012345678902"),
+    ("2.5", "2.49"),
+    ("-0.0", "0"),
+]
+
+
+@pytest.mark.parametrize(("reference", "candidate"), PLAIN_PAIRS)
+def test_plain_numbers_are_decided_as_math_verify_would(reference: str, candidate: str) -> None:
+    from math_verify import parse, verify
+
+    from forkpath.verifiers._math import _quick_equal
+
+    quick = _quick_equal(reference, candidate, 6)
+    expected = math_equal(reference, candidate)
+    if quick is not None:  # decided without math-verify: it must agree with math-verify itself
+        gold, pred = parse(f"${reference}$"), parse(f"${candidate}$")
+        assert quick is bool(verify(gold, pred, float_rounding=6)) is expected
+    assert _quick_equal("18", "18.0000001", 6) is None  # near misses are never guessed
+
+
+async def test_a_pathological_comparison_is_bounded_and_does_not_block_the_loop() -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    running = asyncio.create_task(ticker())
+    try:
+        # Expanding both 3000th powers takes sympy minutes; the 1 s limits stop it.
+        verifier = MathAnswerVerifier(timeout_s=1)
+        task = Task(id="p", prompt="", kind="math", answer="(x+1)^{3000}")
+        verdict = await verifier.verify(task, "The answer is $\\boxed{(x+2)^{3000}}$.")
+    finally:
+        running.cancel()
+    assert not verdict.passed
+    assert verdict.tests[0].reason == "wrong_answer"
+    assert ticks >= 10  # the event loop kept running while sympy worked
+
+
+def test_a_worker_stuck_past_its_deadline_is_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from forkpath.verifiers import _math
+
+    # A worker that starts, then never answers (as sympy stuck in C code, deaf to SIGALRM).
+    pid_file = tmp_path / "pid"
+    stuck = tmp_path / "stuck.py"
+    stuck.write_text(
+        "import json, os, sys, time\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "print(json.dumps({'ready': True}), flush=True)\n"
+        "sys.stdin.readline()\n"
+        "time.sleep(3600)\n"
+    )
+    monkeypatch.setattr(_math, "_WORKER", str(stuck))
+    # In a thread of our own, which gets its own (stuck) worker; uncached arguments.
+    result = ThreadPoolExecutor(1).submit(_math._verify_equal.__wrapped__, "a", "b", 6, 1).result()
+    assert result is False
+    assert not Path(f"/proc/{pid_file.read_text()}").exists()  # killed and reaped

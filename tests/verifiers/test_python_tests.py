@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import os
+from pathlib import Path
+
 import pytest
 
 from forkpath import ConfigError, IOCase, Task, VerifierError
@@ -11,8 +15,18 @@ from forkpath.verifiers import (
     Sandbox,
     humaneval_task,
     make_verifier,
+    verifiers,
     verify_many,
 )
+
+ADD_TASK = Task(
+    id="add",
+    prompt="",
+    kind="code",
+    entry_point="add",
+    test="def check(candidate):\n    assert candidate(1, 2) == 3\n",
+)
+ADD = "def add(a, b):\n    return a + b\n"
 
 
 @pytest.fixture
@@ -194,3 +208,92 @@ def test_registry_builds_it_from_yaml_like_params() -> None:
     assert verifier.registered.name == "python_tests"
     with pytest.raises(ConfigError, match=r"limits\.timeout_s"):
         make_verifier({"name": "python_tests", "limits": {"timeout_s": -1}})
+
+
+def fork_servers() -> int:
+    """Fork-server processes started by this process."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+                command = (entry / "cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue
+            count += ppid == os.getpid() and b"_harness.py\x00serve" in command
+    return count
+
+
+async def test_verifiers_with_their_own_pool_size_share_one_sandbox() -> None:
+    first = verifiers.create("python_tests", max_parallel=2)
+    assert (await first.verify(ADD_TASK, ADD)).passed
+    baseline = fork_servers()
+    assert baseline >= 1
+    made = []
+    for _ in range(5):
+        verifier = verifiers.create("python_tests", max_parallel=2)
+        assert (await verifier.verify(ADD_TASK, ADD)).passed
+        made.append(verifier.sandbox)
+        del verifier
+        gc.collect()
+    assert all(sandbox is first.sandbox for sandbox in made)
+    assert fork_servers() == baseline
+
+
+async def test_strict_values_can_be_turned_off(sandbox: Sandbox) -> None:
+    task = Task(
+        id="half",
+        prompt="",
+        kind="code",
+        entry_point="half",
+        test="def check(candidate):\n    assert candidate(1) == 0.5\n",
+    )
+    fraction = "from fractions import Fraction\ndef half(x):\n    return Fraction(x, 2)\n"
+    strict = await PythonTestsVerifier(Limits(timeout_s=5), sandbox=sandbox).verify(task, fraction)
+    assert not strict.passed
+    assert strict.tests[0].message.startswith("TypeError: the candidate returned a Fraction object")
+    lenient = PythonTestsVerifier(Limits(timeout_s=5), sandbox=sandbox, strict_values=False)
+    assert (await lenient.verify(task, fraction)).passed
+
+
+ORDINARY = """
+import asyncio, collections, dataclasses, decimal, enum, fractions, functools, inspect
+import logging, subprocess, threading, typing, warnings
+
+Point = collections.namedtuple("Point", "x y")  # these four look at their caller's frame
+Color = enum.Enum("Color", "red green")
+T = typing.TypeVar("T")
+
+
+@dataclasses.dataclass
+class Box:
+    value: int
+
+
+@functools.lru_cache(None)
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def add(a, b):
+    logging.warning("adding %s and %s", a, b)
+    warnings.warn("careful")
+
+    async def later():
+        await asyncio.sleep(0)
+        return a + b
+
+    total = asyncio.run(later())
+    worker = threading.Thread(target=fib, args=(10,))
+    worker.start()
+    worker.join()
+    assert inspect.signature(fib) is not None
+    echoed = subprocess.run(["echo", "hi"], capture_output=True, text=True).stdout
+    return int(decimal.Decimal(total)) + int(fractions.Fraction(Box(0).value)) + Point(0, 0).x + len(echoed) - 3
+"""
+
+
+async def test_the_sandbox_guard_leaves_ordinary_code_alone(verifier: PythonTestsVerifier) -> None:
+    verdict = await verifier.verify(ADD_TASK, ORDINARY)
+    assert verdict.passed, verdict.summary()
+    assert "WARNING:root:adding 1 and 2" in verdict.details["stderr"]

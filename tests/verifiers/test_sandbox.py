@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
 from forkpath import VerifierError
 from forkpath.verifiers import Limits, Sandbox, run_program
-from forkpath.verifiers._sandbox import FULL_ISOLATION, _exposures
+from forkpath.verifiers._sandbox import BASIC_ISOLATION, FULL_ISOLATION, _exposures
 
 ROOT = os.geteuid() == 0
 
@@ -225,5 +227,86 @@ def test_a_forked_copy_of_the_caller_gets_its_own_server() -> None:
         with os.fdopen(read, "rb") as f:
             assert f.read() == b"child\n"
         assert asyncio.run(box.run_program("print('parent again')")).stdout == "parent again\n"
+    finally:
+        box.close()
+
+
+async def test_isolation_below_full_is_logged_once_per_sandbox(caplog: pytest.LogCaptureFixture) -> None:
+    box = Sandbox(Limits(timeout_s=5), isolation="basic")
+    try:
+        with caplog.at_level(logging.WARNING, logger="forkpath.verifiers._sandbox"):
+            assert (await box.run_program("print(1)")).stdout == "1\n"
+            assert (await box.run_program("print(2)")).stdout == "2\n"
+    finally:
+        box.close()
+    warnings = [r.getMessage() for r in caplog.records if "not full" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "isolation is rlimits,session, not full (isolation='basic' was asked for)" in warnings[0]
+
+
+async def test_full_isolation_refuses_to_run_without_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(
+        "forkpath.verifiers._sandbox._namespaces_possible",
+        lambda: (False, "namespaces and the uid drop need root"),
+    )
+    strict = Sandbox(Limits(timeout_s=5), isolation="full")
+    with pytest.raises(
+        VerifierError, match=r"full isolation was required .*: namespaces and the uid drop need root"
+    ):
+        await strict.run_program("print('never runs')")
+    assert strict._servers == {}  # no fork server was even started
+    auto = Sandbox(Limits(timeout_s=5))  # the default runs anyway, and says so
+    try:
+        with caplog.at_level(logging.WARNING, logger="forkpath.verifiers._sandbox"):
+            run = await auto.run_program("print('ran')")
+    finally:
+        auto.close()
+    assert (run.stdout, run.isolation) == ("ran\n", BASIC_ISOLATION)
+    assert any("namespaces and the uid drop need root" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(not ROOT, reason="namespaces and the uid drop need root")
+async def test_full_isolation_runs_where_it_is_available() -> None:
+    box = Sandbox(Limits(timeout_s=5), isolation="full")
+    try:
+        run = await box.run_program("print('isolated')")
+    finally:
+        box.close()
+    assert (run.stdout, run.isolation) == ("isolated\n", FULL_ISOLATION)
+
+
+LEAVES_PROCESSES = """
+import os, time
+
+def spawn(detach):
+    r, w = os.pipe()
+    if os.fork() == 0:
+        if detach:
+            os.setsid()  # out of the run's process group
+            if os.fork() != 0:
+                os._exit(0)  # the middle process leaves: its child is an orphan
+        os.write(w, str(os.getpid()).encode())
+        time.sleep(60)
+        os._exit(0)
+    os.close(w)
+    return int(os.read(r, 20))
+
+print(spawn(False), spawn(True))
+"""
+
+
+async def test_what_a_basic_run_leaves_behind_is_killed_when_it_ends() -> None:
+    box = Sandbox(Limits(timeout_s=10), isolation="basic")
+    try:
+        run = await box.run_program(LEAVES_PROCESSES)
+        assert run.ok, run.stderr
+        pids = [int(pid) for pid in run.stdout.split()]
+        assert len(pids) == 2
+        # Gone before the run's result came back: the run's group, and the orphan the server
+        # adopted as the subreaper of its runs.
+        assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
+        assert (await box.run_program("print('next')")).stdout == "next\n"
     finally:
         box.close()

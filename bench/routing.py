@@ -1,0 +1,387 @@
+"""Routing between a small and a large local model on HumanEval: one run, one table.
+
+Models: ``local/qwen2.5-coder-0.5b`` (small) and ``local/qwen2.5-coder-1.5b`` (large), greedy,
+the default code prompt of ``forkpath.strategies`` (one ```python block), pass@1 by the
+``python_tests`` verifier. Two disjoint HumanEval subsets, fixed:
+
+- calibration: HumanEval/144..163 (the last 20; ``--calib-limit`` takes the first N of them).
+  The large model's answers are labelled (``forkpath router label``, token kind) and both models
+  answer (query kind); from these: the entropy threshold and the learned router of token routing
+  (both at a 15% target share of large-model tokens), the window-entropy trigger of segment
+  offload (2% of tokens), and the cascade's Chow-Average thresholds at 30% and 60% deferral.
+- evaluation: HumanEval/0..29 (``--limit`` takes the first N).
+
+Methods, run per problem one after another (so drift on this shared machine hits all alike),
+each from a cold KV cache: small alone, large alone, token_routing (entropy; learned),
+segment_offload, cascade at two deferral rates, speculative_decoding. The table reports pass@1,
+the share of tokens (or requests) the large model handled, and wall time relative to the large
+model alone. A second table gives the bound this machine sets: each model's prefill and decode
+speed, measured, and what they allow.
+
+    python bench/routing.py [--limit 30] [--calib-limit 20] [--max-tokens 384] [--out runs/bench-routing]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forkpath import Task
+from forkpath.models import GenerateRequest, Model, get_model
+from forkpath.routers import label_tokens, record_queries, save_router, write_records
+from forkpath.routers._fit import calibrate_records
+from forkpath.strategies._base import Context, StrategyResult
+from forkpath.strategies._cascade import cascade
+from forkpath.strategies._prompts import task_messages
+from forkpath.strategies._segment_offload import segment_offload
+from forkpath.strategies._speculative import speculative_decoding
+from forkpath.strategies._token_routing import token_routing
+from forkpath.verifiers import humaneval_task, make_verifier
+
+SMALL, LARGE = "local/qwen2.5-coder-0.5b", "local/qwen2.5-coder-1.5b"
+EVAL = list(range(0, 30))
+CALIBRATION = list(range(144, 164))
+TOKEN_RATE = 0.15
+SEGMENT_RATE = 0.02
+CASCADE_RATES = (0.3, 0.6)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cold(*models: Model) -> None:
+    """Empty the models' KV caches so every method pays its own prompt prefill."""
+    for model in models:
+        model._engine.llm.n_tokens = 0  # type: ignore[attr-defined]
+
+
+# -- the machine's bound ---------------------------------------------------------------------------
+async def measure_speeds(
+    small: Model, large: Model, prompt: list[int], rounds: int = 5, steps: int = 8
+) -> dict[str, dict[str, float]]:
+    """Prefill and decode speed of each model, and the cost of verifying drafts of 1..8 tokens.
+
+    The two models are measured in alternation, ``rounds`` times, and medians are kept, so load
+    from other processes on this shared machine hits both alike.
+    """
+    samples: dict[str, dict[str, list[float]]] = {m.id: {} for m in (small, large)}
+
+    def add(model: Model, key: str, value: float) -> None:
+        samples[model.id].setdefault(key, []).append(value)
+
+    for _ in range(rounds):
+        for model in (small, large):
+            engine = model._engine  # type: ignore[attr-defined]
+            cold(model)
+            started = time.perf_counter()
+            last = await model.next_token_logprobs(prompt)  # type: ignore[attr-defined]
+            add(model, "prefill_tps", len(prompt) / (time.perf_counter() - started))
+            tokens = [*prompt]
+            started = time.perf_counter()
+            for _ in range(steps):
+                tokens.append(int(np.argmax(last)))
+                last = await model.next_token_logprobs(tokens)  # type: ignore[attr-defined]
+            step = (time.perf_counter() - started) / steps
+            add(model, "step_s", step)
+            for gamma in range(1, 9):
+                engine.llm.n_tokens = len(prompt) + 1  # as during decoding: the prompt is cached
+                draft = [*tokens[len(prompt) :], *[tokens[-1]] * 8][:gamma]
+                started = time.perf_counter()
+                await model.continuation_logprobs(prompt, draft)  # type: ignore[attr-defined]
+                add(model, f"verify{gamma}_steps", (time.perf_counter() - started) / step)
+    out: dict[str, dict[str, float]] = {}
+    for model_id, values in samples.items():
+        out[model_id] = {key: statistics.median(v) for key, v in values.items()}
+        out[model_id]["decode_tps"] = 1.0 / out[model_id]["step_s"]
+    return out
+
+
+# -- calibration -----------------------------------------------------------------------------------
+async def calibrate(
+    small: Model, large: Model, tasks: list[Task], max_tokens: int, out: Path, verifier: Any
+) -> dict[str, Any]:
+    log(f"calibration: labelling {len(tasks)} tasks (token level) ...")
+    started = time.perf_counter()
+    labels = await label_tokens(small, large, tasks, max_tokens=max_tokens)
+    write_records(out / "token_labels.jsonl", labels)
+    log(
+        f"  {len(labels)} tokens, {sum(r.mismatch for r in labels)} mismatches, {sum(r.label for r in labels)} divergent ({time.perf_counter() - started:.0f}s)"
+    )
+    entropy_router, entropy_report = calibrate_records(labels, "entropy", rate=TOKEN_RATE)
+    learned_router, learned_report = calibrate_records(labels, "logistic", rate=TOKEN_RATE)
+    window_router, window_report = calibrate_records(
+        labels, {"name": "window_entropy", "threshold": 1.0}, rate=SEGMENT_RATE
+    )
+    log("calibration: both models answer (query level) ...")
+    started = time.perf_counter()
+    queries = await record_queries(small, large, tasks, verifier, max_tokens=max_tokens)
+    write_records(out / "queries.jsonl", queries)
+    log(
+        f"  small pass@1 {np.mean([q.small_quality for q in queries]):.3f}, large {np.mean([q.large_quality for q in queries]):.3f} ({time.perf_counter() - started:.0f}s)"
+    )
+    cascades = {rate: calibrate_records(queries, "chow_mean", rate=rate)[0] for rate in CASCADE_RATES}
+    routers = {"entropy": entropy_router, "learned": learned_router, "window": window_router}
+    routers.update({f"cascade{rate}": router for rate, router in cascades.items()})
+    for name, router in routers.items():
+        save_router(router, out / f"router_{name}.json")
+    return {
+        "routers": routers,
+        "thresholds": {name: router.threshold for name, router in routers.items()},
+        "label_tokens": len(labels),
+        "mismatch_rate": float(np.mean([r.mismatch for r in labels])),
+        "divergent_rate": float(np.mean([r.label for r in labels])),
+        "learned_recall_at_rate": learned_report.curve,
+        "entropy_recall_at_rate": entropy_report.curve,
+        "window_threshold": window_report.threshold,
+    }
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+async def alone(model: Model, task: Task, max_tokens: int) -> tuple[str, float]:
+    result = await model.generate(GenerateRequest(messages=task_messages(task), max_tokens=max_tokens))
+    return result.text, 1.0 if model.id == LARGE else 0.0
+
+
+def methods(
+    routers: dict[str, Any], max_tokens: int
+) -> dict[str, Callable[[Task, Context], Awaitable[tuple[str, float, dict[str, Any]]]]]:
+    def via(
+        strategy: Any, share: Callable[[StrategyResult], float]
+    ) -> Callable[..., Awaitable[tuple[str, float, dict[str, Any]]]]:
+        async def run(task: Task, context: Context) -> tuple[str, float, dict[str, Any]]:
+            result = await strategy(task, context)
+            return (
+                result.answer or "",
+                share(result),
+                {k: v for k, v in result.info.items() if k not in ("large_positions", "features")},
+            )
+
+        return run
+
+    async def small_alone(task: Task, context: Context) -> tuple[str, float, dict[str, Any]]:
+        text, share = await alone(context.models["small"], task, max_tokens)
+        return text, share, {}
+
+    async def large_alone(task: Task, context: Context) -> tuple[str, float, dict[str, Any]]:
+        result = await context.models["large"].generate(
+            GenerateRequest(messages=task_messages(task), max_tokens=max_tokens)
+        )
+        return result.text, 1.0, {"token_ids": result.token_ids}
+
+    token_share = lambda r: r.info["large_share"]  # noqa: E731
+    return {
+        "small alone": small_alone,
+        "large alone": large_alone,
+        "token_routing (entropy)": via(
+            token_routing(router=routers["entropy"], max_tokens=max_tokens), token_share
+        ),
+        "token_routing (learned)": via(
+            token_routing(router=routers["learned"], max_tokens=max_tokens), token_share
+        ),
+        "segment_offload": via(
+            segment_offload(router=routers["window"], estimator="full", max_tokens=max_tokens), token_share
+        ),
+        **{
+            f"cascade (defer {rate:.0%})": via(
+                cascade(router=routers[f"cascade{rate}"], max_tokens=max_tokens),
+                lambda r: float(r.info["deferred"]),
+            )
+            for rate in CASCADE_RATES
+        },
+        "speculative_decoding": via(speculative_decoding(max_tokens=max_tokens), lambda r: 1.0),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--limit", type=int, default=30, help="evaluation problems: the first N of HumanEval/0..29"
+    )
+    parser.add_argument(
+        "--calib-limit", type=int, default=20, help="calibration problems: first N of HumanEval/144..163"
+    )
+    parser.add_argument("--max-tokens", type=int, default=384)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-routing"))
+    parser.add_argument(
+        "--report-from",
+        action="store_true",
+        help="print the report from the files a (possibly interrupted) run left in --out",
+    )
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_from:
+        await report_from(args)
+        return
+    small, large = get_model(SMALL), get_model(LARGE)
+    verifier = make_verifier("python_tests")
+    context = Context({"small": small, "large": large})
+    eval_tasks = [humaneval_task(i) for i in EVAL[: args.limit]]
+    calib_tasks = [humaneval_task(i) for i in CALIBRATION[: args.calib_limit]]
+    started_all = time.perf_counter()
+
+    prompt = small.chat_prefix(task_messages(eval_tasks[0]))  # type: ignore[attr-defined]
+    speeds = await measure_speeds(small, large, prompt)
+    (args.out / "speeds.json").write_text(json.dumps(speeds, indent=1))
+    calibration = await calibrate(small, large, calib_tasks, args.max_tokens, args.out, verifier)
+    runs = methods(calibration["routers"], args.max_tokens)
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
+    for n, task in enumerate(eval_tasks, 1):
+        for name, run in runs.items():
+            cold(small, large)
+            started = time.perf_counter()
+            text, share, info = await run(task, context)
+            seconds = time.perf_counter() - started
+            verdict = await verifier.verify(task, text)
+            rows[name].append(
+                {"task": task.id, "passed": verdict.passed, "share": share, "seconds": seconds, "info": info}
+            )
+        log(
+            f"[{n}/{len(eval_tasks)}] {task.id}: "
+            + ", ".join(f"{k.split(' ')[0][:6]} {int(v[-1]['passed'])}" for k, v in rows.items())
+        )
+        (args.out / "results.json").write_text(json.dumps(rows, indent=1, default=str))
+    calibration["divergences"] = await divergences(large, rows)
+    (args.out / "divergences.json").write_text(json.dumps(calibration["divergences"], indent=1))
+    report(rows, speeds, calibration, args, time.perf_counter() - started_all)
+
+
+async def report_from(args: Any) -> None:
+    """The report of an earlier run, from its files (measuring speeds again if they are missing)."""
+    from forkpath.routers import load_router, read_records
+
+    rows = json.loads((args.out / "results.json").read_text())
+    large = get_model(LARGE)
+    speeds_file = args.out / "speeds.json"
+    if speeds_file.exists():
+        speeds = json.loads(speeds_file.read_text())
+    else:
+        small = get_model(SMALL)
+        prompt = small.chat_prefix(task_messages(humaneval_task(0)))  # type: ignore[attr-defined]
+        speeds = await measure_speeds(small, large, prompt)
+        speeds_file.write_text(json.dumps(speeds, indent=1))
+    labels = read_records(args.out / "token_labels.jsonl")
+    names = ["entropy", "learned", "window", *(f"cascade{rate}" for rate in CASCADE_RATES)]
+    calibration = {
+        "thresholds": {name: load_router(args.out / f"router_{name}.json").threshold for name in names},
+        "label_tokens": len(labels),
+        "mismatch_rate": float(np.mean([r.mismatch for r in labels])),
+        "divergent_rate": float(np.mean([r.label for r in labels])),
+        "divergences": await divergences(large, rows),
+    }
+    report(rows, speeds, calibration, args, float("nan"))
+
+
+async def divergences(large: Model, rows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Where speculative greedy output differs from the large model alone, and how close the
+    large model's top two tokens were there (a near-tie within float noise, or a real bug)."""
+    found = []
+    for spec, alone_row in zip(rows["speculative_decoding"], rows["large alone"], strict=True):
+        ours, theirs = spec["info"]["token_ids"], alone_row["info"]["token_ids"] or []
+        if ours == theirs:
+            continue
+        j = next(
+            (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
+            min(len(ours), len(theirs)),
+        )
+        prefix = large.chat_prefix(task_messages(humaneval_task(spec["task"])))  # type: ignore[attr-defined]
+        cold(large)
+        sequential = await large.next_token_logprobs([*prefix, *theirs[:j]])  # type: ignore[attr-defined]
+        batched = (await large.continuation_logprobs(prefix, theirs[:j]))[-1]  # type: ignore[attr-defined]
+        gaps = [float(np.diff(np.sort(x)[-2:])[0]) for x in (sequential, batched)]
+        found.append(
+            {
+                "task": spec["task"],
+                "position": j,
+                "gap_sequential": gaps[0],
+                "gap_batched": gaps[1],
+                "argmax_sequential": int(np.argmax(sequential)),
+                "argmax_batched": int(np.argmax(batched)),
+                "large_alone_token": theirs[j] if j < len(theirs) else None,
+                "speculative_token": ours[j] if j < len(ours) else None,
+            }
+        )
+    return found
+
+
+def report(
+    rows: dict[str, list[dict[str, Any]]],
+    speeds: dict[str, dict[str, float]],
+    calibration: dict[str, Any],
+    args: Any,
+    total_s: float,
+) -> None:
+    large_time = sum(r["seconds"] for r in rows["large alone"])
+    n = len(rows["large alone"])
+    print(
+        f"## Routing on HumanEval/0..{n - 1} ({n} problems), {SMALL} -> {LARGE}, greedy, max {args.max_tokens} tokens"
+    )
+    print(f"calibration: HumanEval/144..{143 + args.calib_limit}; total run {total_s / 60:.1f} min\n")
+    print(f"| {'method':<26} | pass@1 | large share | wall s | wall vs large |")
+    print(f"|{'-' * 28}|--------|-------------|--------|---------------|")
+    for name, results in rows.items():
+        passed = np.mean([r["passed"] for r in results])
+        share = np.mean([r["share"] for r in results])
+        seconds = sum(r["seconds"] for r in results)
+        unit = (
+            "requests"
+            if name.startswith("cascade")
+            else ("verified" if name.startswith("speculative") else "tokens")
+        )
+        print(
+            f"| {name:<26} | {passed:6.3f} | {share:5.1%} {unit:<5} | {seconds:6.0f} | {seconds / large_time:13.2f} |"
+        )
+    spec = rows["speculative_decoding"]
+    divergences = calibration.get("divergences", [])
+    accept = float(np.mean([r["info"]["acceptance_rate"] for r in spec]))
+    per_iter = float(np.mean([r["info"]["tokens_per_iteration"] for r in spec]))
+    drafted = float(np.mean([r["info"]["drafted"] / max(r["info"]["iterations"], 1) for r in spec]))
+    print(
+        f"\nspeculative decoding: acceptance {accept:.3f}, {per_iter:.2f} tokens per target call, mean draft {drafted:.1f}; "
+        f"greedy output token-for-token identical to large alone on {n - len(divergences)}/{n} problems"
+    )
+    for d in divergences:
+        print(
+            f"  {d['task']}: first difference at token {d['position']}; large model's top-2 logprob gap there: "
+            f"{d['gap_sequential']:.4f} (one token at a time), {d['gap_batched']:.4f} (batched); "
+            f"tokens large alone {d['large_alone_token']} vs speculative {d['speculative_token']}"
+        )
+    print(
+        f"token labels: {calibration['label_tokens']} tokens, mismatch {calibration['mismatch_rate']:.1%}, "
+        f"divergent {calibration['divergent_rate']:.1%}; thresholds: "
+        + ", ".join(f"{name} {threshold:.4g}" for name, threshold in calibration["thresholds"].items())
+    )
+    print("\n## The bound this machine sets (measured, median)")
+    print(f"| {'model':<26} | prefill tok/s | decode tok/s | verify 1 / 4 / 8 tokens (in decode steps) |")
+    print(f"|{'-' * 28}|---------------|--------------|--------------------------------------------|")
+    for model_id, s in speeds.items():
+        print(
+            f"| {model_id:<26} | {s['prefill_tps']:13.1f} | {s['decode_tps']:12.1f} | {s['verify1_steps']:.2f} / {s['verify4_steps']:.2f} / {s['verify8_steps']:.2f} |"
+        )
+    c = speeds[LARGE]["decode_tps"] / speeds[SMALL]["decode_tps"]
+    print(
+        f"\nsmall step / large step c = {c:.2f}: anything that runs the small model on every token costs at least {c:.2f}x "
+        f"the large model's time, plus the large model's share; best case at share r: {c:.2f} + r."
+    )
+    gamma = min(max(round(drafted), 1), 8)
+    v = speeds[LARGE][f"verify{gamma}_steps"]
+    print(
+        f"speculative bound with the measured {per_iter:.2f} tokens per target call and mean draft {gamma}: "
+        f"{gamma} draft steps + 1 verification = {gamma * c + v:.2f} large steps per call -> at most "
+        f"{per_iter / (gamma * c + v):.2f}x the large model's speed"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

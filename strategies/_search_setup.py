@@ -1,0 +1,195 @@
+"""Building a step search from the parameters ``beam_search`` and ``mcts`` share, and its result."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from forkpath._errors import ConfigError
+from forkpath._types import Task
+from forkpath.models import ModelCapabilities
+from forkpath.store import TrajectoryNode
+from forkpath.strategies._base import Context, Stopped, StrategyResult
+from forkpath.strategies._prompts import task_messages
+from forkpath.strategies._search import (
+    OutOfBudget,
+    SearchCounters,
+    SearchTree,
+    search_namespace,
+    search_store,
+)
+from forkpath.strategies._search_steps import StepKind, StepSplitter, StepWriter
+from forkpath.strategies._search_stepwise import ExpandMode, StepSearch, StepSearchConfig
+from forkpath.strategies._search_values import JudgeValue, RolloutValue, ValueKind, ValueSource, Verification
+
+
+def answer_prefix(template: str | None, task: Task) -> str:
+    """The start of the answer the search continues: ``template`` filled with the task's fields
+    (``{prompt}``, ``{entry_point}``, ...), e.g. ``"```python\\n{prompt}"`` for HumanEval."""
+    if not template:
+        return ""
+    try:
+        return template.format(**task.model_dump())
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"answer_prefix {template!r} cannot be filled from the task: {e}") from None
+
+
+@dataclass
+class StepSearchParams:
+    """The parameters ``beam_search`` and ``mcts`` share (the factories' arguments)."""
+
+    model: str
+    step: StepKind
+    step_pattern: str | None
+    max_step_tokens: int
+    expand: ExpandMode
+    expansion_width: int
+    temperature: float
+    value: ValueKind
+    value_model: str | None
+    value_prompt: str | None
+    max_depth: int
+    max_tokens: int
+    max_generations: int
+    reuse: bool
+    seed: int
+    prompt: str | None
+    answer_prefix: str | None
+    namespace: str | None
+    worker: str | None
+    claim_ttl_s: float
+
+    def check(self, strategy: str) -> None:
+        """Raise :class:`ConfigError` for settings that cannot work, before any call."""
+        StepSplitter(self.step, self.step_pattern)
+        for name in ("expansion_width", "max_step_tokens", "max_depth", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{strategy}: {name} must be at least 1, got {getattr(self, name)}")
+        if self.expand == "sample" and self.temperature <= 0 and self.expansion_width > 1:
+            raise ConfigError(
+                f"{strategy}: sampled expansion needs temperature > 0 (greedy samples are all alike)"
+            )
+
+    def needs(self) -> dict[str, ModelCapabilities]:
+        """Capabilities per model role: continuing a partial answer, top-k for ``top_k``."""
+        needs = {
+            self.model: ModelCapabilities(
+                prefix_continuation=True, top_logprobs=self.expansion_width if self.expand == "top_k" else 0
+            )
+        }
+        judge = self.judge_role()
+        if judge is not None:
+            needs.setdefault(judge, ModelCapabilities())
+        return needs
+
+    def judge_role(self) -> str | None:
+        if self.value == "verifier":
+            return None
+        return self.value_model or (self.model if self.value == "self_eval" else "prm")
+
+    def tree_params(self) -> dict[str, Any]:
+        """What shapes the tree (the namespace hash); budgets are left out so a rerun resumes."""
+        shaping = asdict(self)
+        for name in ("max_generations", "namespace", "worker", "claim_ttl_s"):
+            shaping.pop(name)
+        return shaping
+
+
+@contextlib.asynccontextmanager
+async def open_step_search(
+    strategy: str, params: StepSearchParams, task: Task, context: Context
+) -> AsyncIterator[tuple[StepSearch, TrajectoryNode]]:
+    """The step search of ``task`` in the context's store (or a private one), and its root."""
+    writer_model = context.model(params.model)
+    counters = SearchCounters()
+    generations_left = params.max_generations
+
+    def budget_left() -> bool:
+        return counters.generations < generations_left and not context.budget.exhausted()
+
+    messages = task_messages(task, params.prompt)
+    writer = StepWriter(
+        writer_model,
+        messages,
+        StepSplitter(params.step, params.step_pattern),
+        task,
+        counters,
+        budget_left,
+        max_step_tokens=params.max_step_tokens,
+        seed=params.seed,
+    )
+    verify = Verification(context.verifier, task, counters) if context.verifier is not None else None
+    value: ValueSource
+    if params.value == "verifier":
+        if verify is None:
+            raise ConfigError(f"{strategy} with value='verifier' needs a verifier, and none was given")
+        value = RolloutValue(
+            writer,
+            verify,
+            max_tokens=params.max_tokens,
+            top_logprobs=params.expansion_width if params.expand == "top_k" else 0,
+        )
+    else:
+        role = params.judge_role()
+        assert role is not None
+        value = JudgeValue(
+            context.model(role), task, counters, budget_left, prompt=params.value_prompt, verify=verify
+        )
+    namespace = params.namespace or search_namespace(strategy, task, writer_model.id, params.tree_params())
+    async with search_store(context.store) as store:
+        tree = SearchTree(
+            store, namespace, worker=params.worker, counters=counters, claim_ttl_s=params.claim_ttl_s
+        )
+        config = StepSearchConfig(
+            expansion_width=params.expansion_width,
+            expand=params.expand,
+            temperature=params.temperature,
+            max_depth=params.max_depth,
+            reuse=params.reuse,
+        )
+        search = StepSearch(
+            tree,
+            writer,
+            value,
+            task,
+            config,
+            max_tokens=params.max_tokens,
+            prefix=answer_prefix(params.answer_prefix, task),
+        )
+        yield search, await tree.root(text="")
+
+
+async def finish_candidates(
+    search: StepSearch, root: TrajectoryNode, strategy: str, stopped: Stopped, params: StepSearchParams
+) -> StrategyResult:
+    """The result of a step search: every complete answer in the tree and the chosen one.
+
+    When the tree holds no complete answer (a judge-valued search that stopped early), the most
+    promising open node is completed greedily, if the budget allows one more call.
+    """
+    candidates, chosen, path, nodes = await search.candidates(root)
+    if chosen is None:
+        with contextlib.suppress(OutOfBudget):
+            if await search.complete_best(root):
+                candidates, chosen, path, nodes = await search.candidates(root)
+    await search.tree.snapshot(root, path, strategy=strategy, nodes=nodes)
+    counters = search.tree.counters
+    top = nodes[0] if nodes else root
+    return StrategyResult(
+        strategy=strategy,
+        answer=candidates[chosen].text if chosen is not None else None,
+        chosen=chosen,
+        candidates=candidates,
+        stopped=stopped,
+        info={
+            **counters.model_dump(),
+            "namespace": search.tree.ns,
+            "root": root.key,
+            "nodes": len(nodes),
+            "root_visits": top.visits,
+            "depth": max((n.depth for n in nodes), default=0),
+            "path": path,
+        },
+    )

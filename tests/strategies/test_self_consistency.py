@@ -1,0 +1,115 @@
+"""self_consistency: votes on the fake model (exact choices), weighting, early stop, budget, e2e."""
+
+from __future__ import annotations
+
+import pytest
+
+from forkpath import CapabilityError, ConfigError, Task
+from forkpath._trace import Tracer
+from forkpath.models import FakeModel, ModelCapabilities
+from forkpath.strategies import Budget, BudgetLimits, Context
+from forkpath.strategies._self_consistency import group_votes, self_consistency
+from forkpath.verifiers import make_verifier
+
+TASK = Task(id="t/0", prompt="What is 6*7?", kind="math", answer="42")
+
+
+def model(*answers: str) -> FakeModel:
+    return FakeModel("fake/m", script={"6*7": list(answers)})
+
+
+async def test_majority_vote_groups_equivalent_math_answers() -> None:
+    m = model(
+        "The answer is 41.", "#### 42", "so \\boxed{42}", "The answer is 42.0", "The answer is 41", "no idea"
+    )
+    result = await self_consistency(n=6, early_stop=False)(TASK, Context({"default": m}))
+    assert [c.answer for c in result.candidates] == ["41", "42", "42", "42.0", "41", None]
+    assert result.info["votes"] == {"42": 3.0, "41": 2.0}
+    # the most likely member of the winning group is returned
+    members = [1, 2, 3]
+    best = max(members, key=lambda i: (result.candidates[i].mean_logprob, -i))
+    assert result.chosen == best and result.info["winner"] == result.candidates[best].answer
+    assert result.stopped == "done" and m.calls == 6
+    assert result.usage["fake/m"].calls == 6
+
+
+async def test_verifier_reports_the_chosen_answer_without_deciding_it() -> None:
+    m = model("The answer is 41.", "The answer is 41.", "The answer is 42.")
+    result = await self_consistency(n=3, early_stop=False)(
+        TASK, Context({"default": m}, make_verifier("math_answer"))
+    )
+    assert result.answer == "The answer is 41." and result.passed is False
+    assert result.candidates[result.chosen or 0].score == 1.0  # the vote weight, not the verdict
+
+
+async def test_weighted_by_verifier_score() -> None:
+    class Judge:
+        name = "judge"
+
+        async def verify(self, task: Task, candidate: str) -> object:
+            from forkpath.verifiers import Verdict
+
+            return Verdict(passed=False, score=0.9 if "42" in candidate else 0.2)
+
+    m = model("The answer is 41.", "The answer is 41.", "The answer is 42.")
+    with Tracer() as tracer:
+        result = await self_consistency(n=3, weighting="verifier")(TASK, Context({"default": m}, Judge()))
+    assert result.info["votes"] == {"42": 0.9, "41": 0.4}
+    assert result.answer == "The answer is 42."
+    assert [e.type for e in tracer.events].count("verdict") == 3
+
+
+async def test_weighted_by_sequence_probability() -> None:
+    m = FakeModel("fake/m", script={"6*7": ["The answer is 41.", "The answer is 42."]}, confidence=0.9)
+    result = await self_consistency(n=2, weighting="probability")(TASK, Context({"default": m}))
+    weights = [c.score for c in result.candidates]
+    assert all(w is not None and 0 < w <= 1 for w in weights)
+    assert result.chosen == (0 if weights[0] >= weights[1] else 1)  # type: ignore[operator]
+
+
+def test_group_votes_keeps_the_first_group_on_ties() -> None:
+    groups = group_votes(["a", "b", "A", None, "b"], [1, 1, 1, 1, 1], math_mode=False)
+    assert groups == [([0, 2], 2.0), ([1, 4], 2.0)]
+
+
+async def test_early_stop_once_the_leader_is_certain() -> None:
+    m = model("The answer is 42.", "#### 42", "\\boxed{42}", "The answer is 41.", "The answer is 40.")
+    result = await self_consistency(n=5)(TASK, Context({"default": m}))
+    assert result.stopped == "early_stop" and m.calls == 3
+    assert result.info["votes"] == {"42": 3.0}
+
+
+async def test_budget_stops_with_the_vote_so_far() -> None:
+    m = model("The answer is 40.", "The answer is 41.", "The answer is 41.", "The answer is 43.")
+    budget = Budget(BudgetLimits(max_calls=2))
+    result = await self_consistency(n=4)(TASK, Context({"default": m}, budget=budget))
+    assert result.stopped == "budget" and m.calls == 2
+    assert result.info["votes"] == {"40": 1.0, "41": 1.0}
+    assert result.answer == "The answer is 40."
+
+
+async def test_configuration_errors_come_before_any_call() -> None:
+    chat_only = model("The answer is 42.")
+    chat_only.capabilities = ModelCapabilities()
+    with pytest.raises(CapabilityError, match="self_consistency needs token logprobs"):
+        await self_consistency(weighting="probability")(TASK, Context({"default": chat_only}))
+    with pytest.raises(ConfigError, match="self_consistency needs a verifier"):
+        await self_consistency(weighting="verifier")(TASK, Context({"default": chat_only}))
+    assert chat_only.calls == 0
+
+
+@pytest.mark.slow
+async def test_end_to_end_on_smollm2_with_math_verifier() -> None:
+    from forkpath.models import get_model
+    from forkpath.verifiers import load_task
+
+    task = load_task("gsm8k/0")
+    m = get_model("local/smollm2-135m")
+    result = await self_consistency(n=3, max_tokens=48, temperature=0.7, early_stop=False)(
+        task, Context({"default": m}, make_verifier("math_answer"))
+    )
+    assert len(result.candidates) == 3 and result.usage[m.id].calls == 3
+    assert result.usage[m.id].completion_tokens <= 3 * 48
+    voted = sum(result.info["votes"].values())
+    assert voted == sum(c.answer is not None for c in result.candidates)
+    assert result.passed is not None  # the chosen answer was judged by the real math verifier
