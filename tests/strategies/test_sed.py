@@ -90,20 +90,22 @@ def test_bad_configuration_is_rejected_at_creation() -> None:
 
 
 @pytest.mark.slow
-async def test_end_to_end_on_smollm2_pauses_and_evaluates() -> None:
-    from forkpath.models import get_model
+async def test_end_to_end_on_smollm2_pauses_evaluates_and_is_judged() -> None:
+    from forkpath.models import GenerateRequest, get_model
+    from forkpath.strategies import task_messages
+    from forkpath.verifiers import humaneval_task, make_verifier
 
     m = get_model("local/smollm2-135m")
-    task = Task(id="q", prompt="Name a primary colour. Answer in one word.")
-    result = await sed(k=2, ratio=0.3, horizon=4, max_pauses=1, max_tokens=8)(task, Context({"default": m}))
+    task = humaneval_task(0)
+    result = await sed(k=2, ratio=0.3, horizon=4, max_pauses=1, max_tokens=8)(
+        task, Context({"default": m}, make_verifier("python_tests"))
+    )
     assert result.info["mode"] == "token" and result.answer
     assert result.info["tokens"] <= 8 and result.info["pauses"] <= 1
     assert result.info["evaluations"] == 2 * result.info["pauses"]
     assert result.usage[m.id].calls == 1 + 2 * result.info["pauses"] + result.info["evaluations"]
+    assert result.passed is False and result.candidates[0].verdict is not None  # 8 tokens solve nothing
     # with the threshold above any possible ratio, SED is greedy decoding
     greedy = await sed(ratio=1.01, max_tokens=8)(task, Context({"default": m}))
-    from forkpath.models import GenerateRequest
-    from forkpath.strategies import task_messages
-
     plain = await m.generate(GenerateRequest(messages=task_messages(task), max_tokens=8))
     assert greedy.info["pauses"] == 0 and greedy.answer == plain.text
