@@ -133,14 +133,22 @@ def trace_show(
     run: str = typer.Argument(..., help="A run id (under ./runs) or a trace.jsonl path."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir"),
     as_json: bool = typer.Option(False, "--json", help="Print the events as JSONL."),
+    tree: Path | None = typer.Option(
+        None, "--tree", help="Draw the explored search tree(s) to this .html or .svg file."
+    ),
 ) -> None:
-    """Show the events of a run: nodes, strategies, model calls, verdicts."""
+    """Show the events of a run: nodes, strategies, model calls, verdicts (or draw its search tree)."""
     from forkpath._trace import read_trace
 
     path = Path(run) if run.endswith(".jsonl") else runs_dir / run / "trace.jsonl"
     if not path.is_file():
         raise ConfigError(f"no trace at {path}")
     events = list(read_trace(path))
+    if tree is not None:
+        from forkpath.strategies._tree_view import render_tree
+
+        console.print(f"drew {render_tree(events, tree)}")
+        return
     if as_json:
         for event in events:
             print(event.model_dump_json())

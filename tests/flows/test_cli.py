@@ -75,3 +75,13 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
         proc = forkpath(*args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_trace_show_tree_needs_a_search_and_says_so(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(FLOW)
+    task = json.dumps({"prompt": "What is 6*7?", "kind": "math", "answer": "42"})
+    assert forkpath("run", str(flow), "--input", task, "--run-id", "plain", cwd=tmp_path).returncode == 0
+    proc = forkpath("trace", "show", "plain", "--tree", str(tmp_path / "tree.html"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr  # no search ran in this flow
+    assert not (tmp_path / "tree.html").exists()
