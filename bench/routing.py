@@ -13,12 +13,15 @@ the default code prompt of ``forkpath.strategies`` (one ```python block), pass@1
 
 Methods, run per problem one after another (so drift on this shared machine hits all alike),
 each from a cold KV cache: small alone, large alone, token_routing (entropy; learned),
-segment_offload, cascade at two deferral rates, speculative_decoding. The table reports pass@1,
+segment_offload, speculative_decoding; the cascade rows (two deferral rates) are composed from the
+small-alone and large-alone runs, which are exactly the cascade's two greedy answers (see
+:func:`compose_cascades`). Answers are kept, and verified again by ``--report-from``. The table reports pass@1,
 the share of tokens (or requests) the large model handled, and wall time relative to the large
 model alone. A second table gives the bound this machine sets: each model's prefill and decode
 speed, measured, and what they allow.
 
     python bench/routing.py [--limit 30] [--calib-limit 20] [--max-tokens 384] [--out runs/bench-routing]
+                            [--reuse-calibration] [--report-from]
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ import numpy as np
 from forkpath import Task
 from forkpath.models import GenerateRequest, Model, get_model
 from forkpath.routers import label_tokens, record_queries, save_router, write_records
+from forkpath.routers._features import result_features
 from forkpath.routers._fit import calibrate_records
 from forkpath.strategies._base import Context, StrategyResult
-from forkpath.strategies._cascade import cascade
+from forkpath.strategies._cascade import answer_request
 from forkpath.strategies._prompts import task_messages
 from forkpath.strategies._segment_offload import segment_offload
 from forkpath.strategies._speculative import speculative_decoding
@@ -146,33 +150,47 @@ async def calibrate(
     }
 
 
+def load_calibration(out: Path) -> dict[str, Any]:
+    """The routers and label statistics a previous run saved in ``out``."""
+    from forkpath.routers import load_router, read_records
+
+    labels = read_records(out / "token_labels.jsonl")
+    names = ["entropy", "learned", "window", *(f"cascade{rate}" for rate in CASCADE_RATES)]
+    routers = {name: load_router(out / f"router_{name}.json") for name in names}
+    return {
+        "routers": routers,
+        "thresholds": {name: router.threshold for name, router in routers.items()},
+        "label_tokens": len(labels),
+        "mismatch_rate": float(np.mean([r.mismatch for r in labels])),
+        "divergent_rate": float(np.mean([r.label for r in labels])),
+    }
+
+
 # -- evaluation ------------------------------------------------------------------------------------
-async def alone(model: Model, task: Task, max_tokens: int) -> tuple[str, float]:
-    result = await model.generate(GenerateRequest(messages=task_messages(task), max_tokens=max_tokens))
-    return result.text, 1.0 if model.id == LARGE else 0.0
+Outcome = tuple[str, float, dict[str, Any]]
 
 
 def methods(
     routers: dict[str, Any], max_tokens: int
-) -> dict[str, Callable[[Task, Context], Awaitable[tuple[str, float, dict[str, Any]]]]]:
+) -> dict[str, Callable[[Task, Context], Awaitable[Outcome]]]:
     def via(
         strategy: Any, share: Callable[[StrategyResult], float]
-    ) -> Callable[..., Awaitable[tuple[str, float, dict[str, Any]]]]:
-        async def run(task: Task, context: Context) -> tuple[str, float, dict[str, Any]]:
+    ) -> Callable[[Task, Context], Awaitable[Outcome]]:
+        async def run(task: Task, context: Context) -> Outcome:
             result = await strategy(task, context)
-            return (
-                result.answer or "",
-                share(result),
-                {k: v for k, v in result.info.items() if k not in ("large_positions", "features")},
-            )
+            info = {k: v for k, v in result.info.items() if k not in ("large_positions", "features")}
+            return result.answer or "", share(result), info
 
         return run
 
-    async def small_alone(task: Task, context: Context) -> tuple[str, float, dict[str, Any]]:
-        text, share = await alone(context.models["small"], task, max_tokens)
-        return text, share, {}
+    async def small_alone(task: Task, context: Context) -> Outcome:
+        # The cascade's own request (greedy, with logprobs): the cascade rows reuse this answer.
+        result = await context.models["small"].generate(
+            answer_request(task, max_tokens=max_tokens, prompt=None)
+        )
+        return result.text, 0.0, {"features": result_features(result)}
 
-    async def large_alone(task: Task, context: Context) -> tuple[str, float, dict[str, Any]]:
+    async def large_alone(task: Task, context: Context) -> Outcome:
         result = await context.models["large"].generate(
             GenerateRequest(messages=task_messages(task), max_tokens=max_tokens)
         )
@@ -191,15 +209,41 @@ def methods(
         "segment_offload": via(
             segment_offload(router=routers["window"], estimator="full", max_tokens=max_tokens), token_share
         ),
-        **{
-            f"cascade (defer {rate:.0%})": via(
-                cascade(router=routers[f"cascade{rate}"], max_tokens=max_tokens),
-                lambda r: float(r.info["deferred"]),
-            )
-            for rate in CASCADE_RATES
-        },
         "speculative_decoding": via(speculative_decoding(max_tokens=max_tokens), lambda r: 1.0),
     }
+
+
+def compose_cascades(rows: dict[str, list[dict[str, Any]]], routers: dict[str, Any]) -> None:
+    """Cascade rows from the small-alone and large-alone runs of the same problems.
+
+    Greedy decoding is deterministic, so the ``cascade`` strategy's small answer is the small-alone
+    answer (same request) and its large answer the large-alone one; its cost is the small run plus
+    the large run when it defers (the router's own time is negligible). The decision is the saved
+    router's, on the small answer's features (the strategy itself is tested in tests/routers).
+    """
+    for rate in CASCADE_RATES:
+        router = routers[f"cascade{rate}"]
+        rows[f"cascade (defer {rate:.0%})"] = [
+            {
+                "task": s["task"],
+                "passed": big["passed"]
+                if (defer := router.decide(s["info"]["features"]).routed)
+                else s["passed"],
+                "share": float(defer),
+                "seconds": s["seconds"] + (big["seconds"] if defer else 0.0),
+                "text": big["text"] if defer else s["text"],
+                "info": {"deferred": defer},
+            }
+            for s, big in zip(rows["small alone"], rows["large alone"], strict=True)
+        ]
+
+
+async def check_verifier(verifier: Any, task: Task) -> None:
+    """Refuse to benchmark with a verifier that fails a known-good answer (a broken sandbox)."""
+    answer = "```python\n" + task.prompt + task.metadata["canonical_solution"] + "\n```"
+    verdict = await verifier.verify(task, answer)
+    if not verdict.passed:
+        raise SystemExit(f"the verifier fails the canonical solution of {task.id}: {verdict.summary()}")
 
 
 async def main() -> None:
@@ -215,26 +259,33 @@ async def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-routing"))
     parser.add_argument(
+        "--reuse-calibration", action="store_true", help="use the labels and routers already in --out"
+    )
+    parser.add_argument(
         "--report-from",
         action="store_true",
-        help="print the report from the files a (possibly interrupted) run left in --out",
+        help="print the report of the (possibly interrupted) run in --out",
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    verifier = make_verifier("python_tests")
+    eval_tasks = [humaneval_task(i) for i in EVAL[: args.limit]]
+    await check_verifier(verifier, eval_tasks[0])
     if args.report_from:
-        await report_from(args)
+        await report_from(args, verifier)
         return
     small, large = get_model(SMALL), get_model(LARGE)
-    verifier = make_verifier("python_tests")
     context = Context({"small": small, "large": large})
-    eval_tasks = [humaneval_task(i) for i in EVAL[: args.limit]]
     calib_tasks = [humaneval_task(i) for i in CALIBRATION[: args.calib_limit]]
     started_all = time.perf_counter()
 
     prompt = small.chat_prefix(task_messages(eval_tasks[0]))  # type: ignore[attr-defined]
     speeds = await measure_speeds(small, large, prompt)
     (args.out / "speeds.json").write_text(json.dumps(speeds, indent=1))
-    calibration = await calibrate(small, large, calib_tasks, args.max_tokens, args.out, verifier)
+    if args.reuse_calibration:
+        calibration = load_calibration(args.out)
+    else:
+        calibration = await calibrate(small, large, calib_tasks, args.max_tokens, args.out, verifier)
     runs = methods(calibration["routers"], args.max_tokens)
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
     for n, task in enumerate(eval_tasks, 1):
@@ -245,23 +296,36 @@ async def main() -> None:
             seconds = time.perf_counter() - started
             verdict = await verifier.verify(task, text)
             rows[name].append(
-                {"task": task.id, "passed": verdict.passed, "share": share, "seconds": seconds, "info": info}
+                {
+                    "task": task.id,
+                    "passed": verdict.passed,
+                    "share": share,
+                    "seconds": seconds,
+                    "text": text,
+                    "info": info,
+                }
             )
         log(
             f"[{n}/{len(eval_tasks)}] {task.id}: "
-            + ", ".join(f"{k.split(' ')[0][:6]} {int(v[-1]['passed'])}" for k, v in rows.items())
+            + ", ".join(f"{k.split(' ')[0][:8]} {int(v[-1]['passed'])}" for k, v in rows.items())
         )
         (args.out / "results.json").write_text(json.dumps(rows, indent=1, default=str))
+    await check_verifier(verifier, eval_tasks[-1])  # the sandbox still works at the end
+    compose_cascades(rows, calibration["routers"])
     calibration["divergences"] = await divergences(large, rows)
     (args.out / "divergences.json").write_text(json.dumps(calibration["divergences"], indent=1))
     report(rows, speeds, calibration, args, time.perf_counter() - started_all)
 
 
-async def report_from(args: Any) -> None:
-    """The report of an earlier run, from its files (measuring speeds again if they are missing)."""
-    from forkpath.routers import load_router, read_records
-
+async def report_from(args: Any, verifier: Any) -> None:
+    """The report of an earlier run from its files: answers verified again, cascades composed,
+    speeds measured again if they are missing."""
     rows = json.loads((args.out / "results.json").read_text())
+    n = min(len(v) for v in rows.values())
+    rows = {name: results[:n] for name, results in rows.items()}  # whole problems only
+    for results in rows.values():
+        for r in results:
+            r["passed"] = (await verifier.verify(humaneval_task(r["task"]), r["text"])).passed
     large = get_model(LARGE)
     speeds_file = args.out / "speeds.json"
     if speeds_file.exists():
@@ -271,15 +335,9 @@ async def report_from(args: Any) -> None:
         prompt = small.chat_prefix(task_messages(humaneval_task(0)))  # type: ignore[attr-defined]
         speeds = await measure_speeds(small, large, prompt)
         speeds_file.write_text(json.dumps(speeds, indent=1))
-    labels = read_records(args.out / "token_labels.jsonl")
-    names = ["entropy", "learned", "window", *(f"cascade{rate}" for rate in CASCADE_RATES)]
-    calibration = {
-        "thresholds": {name: load_router(args.out / f"router_{name}.json").threshold for name in names},
-        "label_tokens": len(labels),
-        "mismatch_rate": float(np.mean([r.mismatch for r in labels])),
-        "divergent_rate": float(np.mean([r.label for r in labels])),
-        "divergences": await divergences(large, rows),
-    }
+    calibration = load_calibration(args.out)
+    compose_cascades(rows, calibration["routers"])
+    calibration["divergences"] = await divergences(large, rows)
     report(rows, speeds, calibration, args, float("nan"))
 
 

@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import ast
 import builtins
-import logging
 import re
-from typing import Any, Literal
+from typing import Any
 
 from forkpath._trace import VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.strategies._base import Candidate, Context
-
-logger = logging.getLogger("forkpath.strategies")
-
-FeedbackSource = Literal["verifier", "examples"]
-"""Which tests a strategy may use while generating: the context's verifier, or public examples."""
 
 _SEPARATORS = ("==>", "=>", "➞", "->", "==", "returns", "should return", "# returns", "# =>")
 _BUILTINS = frozenset(dir(builtins))
@@ -253,13 +247,6 @@ class ExamplesVerifier:
         verdict.verifier = self.name
         verdict.details["public_tests"] = len(verdict.tests)
         return verdict
-
-
-def feedback_verifier(source: FeedbackSource, context: Context) -> Any:
-    """The verifier a strategy generates against: the context's, or the public examples."""
-    if source == "examples":
-        return ExamplesVerifier()
-    return context.verifier
 
 
 def failure_report(verdict: Any, *, limit: int = 4, max_chars: int = 1200) -> str:

@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from forkpath._errors import ConfigError
 from forkpath._types import Task
@@ -239,28 +239,42 @@ class StepWriter:
         sample_index: int = 0,
         top_logprobs: int = 0,
     ) -> StepDraft:
-        """Draft the step that follows ``partial`` (and starts with ``lead``, when given)."""
+        """Draft the step that follows ``partial`` (and starts with ``lead``, when given).
+
+        A draft stops at the step's delimiter. A blank line asks for another round; so does a
+        statement still open at the end of a line, and that round runs without stop strings
+        and is cut where the statement ends (one call for a long literal, not one per line).
+        """
         logprob: float | None = 0.0
         text, first_top = lead, list[TopLogprob]()
-        for round_ in range(8):  # continuation rounds: blank lines, unfinished statements
+        for round_ in range(8):
+            open_statement = round_ > 0 and bool(text.strip())
+            stops = () if open_statement else self.splitter.stops
             result = await self.call(
                 self.request(
                     partial + text,
                     max_tokens=self.max_step_tokens,
                     temperature=temperature,
                     sample_index=sample_index,
-                    stop=self.splitter.stops,
+                    stop=stops,
                     top_logprobs=top_logprobs if round_ == 0 else 0,
                     logprobs=self.model.capabilities.logprobs,
                 )
             )
             if round_ == 0 and result.tokens:
                 first_top = list(result.tokens[0].top)
-            logprob = None if logprob is None or result.logprobs is None else logprob + sum(result.logprobs)
-            piece, final, hit = self._interpret(result)
+            piece, final, hit = self._interpret(result, stops)
+            if open_statement:
+                end = self.splitter.first_end(text + piece, partial)
+                if end is not None:
+                    piece, final = piece[: end - len(text)], final and end == len(text) + len(piece)
+                used = _tokens_within(result, len(piece))
+            else:
+                used = list(result.tokens)
+            logprob = _add_logprobs(logprob, used, bool(result.tokens) or not result.text)
             text += piece
             if final or not hit or self.splitter.first_end(text, partial) is not None:
-                break  # otherwise a blank line or an unfinished statement: go on
+                break
         step, last = self.splitter.cut(text, final, partial)
         if not step.strip():
             return StepDraft(text="", final=True, logprob=logprob, first_top=first_top)
@@ -268,9 +282,8 @@ class StepWriter:
             last = True
         return StepDraft(text=step, final=last, logprob=logprob, first_top=first_top)
 
-    def _interpret(self, result: GenerateResult) -> tuple[str, bool, bool]:
-        """(text, the answer ended, a delimiter was hit) of one stop-string draft."""
-        stops = self.splitter.stops
+    def _interpret(self, result: GenerateResult, stops: tuple[str, ...]) -> tuple[str, bool, bool]:
+        """(text, the answer ended, a delimiter was hit) of one draft made with ``stops``."""
         if not stops:
             return result.text, result.finish_reason == "stop", False
         if result.finish_reason != "stop":
@@ -293,6 +306,24 @@ class StepWriter:
                 logprobs=self.model.capabilities.logprobs,
             )
         )
+
+
+def _tokens_within(result: GenerateResult, length: int) -> list[Any]:
+    """The tokens of ``result`` that start within its first ``length`` characters."""
+    used, seen = [], 0
+    for token in result.tokens:
+        if seen >= length:
+            break
+        used.append(token)
+        seen += len(token.token)
+    return used
+
+
+def _add_logprobs(total: float | None, tokens: list[Any], known: bool) -> float | None:
+    """``total`` plus the tokens' logprobs; None once any logprob is unknown."""
+    if total is None or not known or any(t.logprob is None for t in tokens):
+        return None
+    return total + sum(t.logprob for t in tokens)
 
 
 def step_priors(drafts: list[StepDraft]) -> list[float]:

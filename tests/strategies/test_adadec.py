@@ -136,3 +136,22 @@ async def test_end_to_end_on_smollm2_matches_greedy_without_pauses_and_pauses_be
     assert paused.usage[m.id].calls == 1 + 3 * paused.info["pauses"]
     assert paused.passed is False  # 10 tokens cannot solve it; the real sandbox said so
     assert paused.candidates[0].verdict is not None
+
+
+async def test_token_decoder_charges_forward_pass_work() -> None:
+    from forkpath.models import usage_meter
+    from forkpath.strategies._lookahead import TokenDecoder
+
+    m = forking()
+    prompt = m.chat_prefix(())  # "\nassistant: ": 12 prompt tokens
+    decoder = TokenDecoder(m, prompt, by="test")
+    with usage_meter() as meter:
+        decoder.charge_call()
+        await decoder.logprobs([])  # the prefill
+        await decoder.logprobs([97])  # one generated token evaluated
+        await decoder.logprobs([97, 98])  # one more
+        decoder.forget([*prompt, 97, 120])  # another request shared the prompt and "a"
+        await decoder.logprobs([97, 98])  # re-evaluates only "b"
+    usage = meter.by_model["fake/fork"]
+    assert (usage.calls, usage.prompt_tokens, usage.completion_tokens) == (1, len(prompt), 3)
+    assert decoder.forward_passes == 4

@@ -131,6 +131,17 @@ async def test_draft_joins_blank_lines_and_unfinished_statements() -> None:
     assert blank.text == "\n\nnext\n" and model.calls[2:] == ["x = 0\n", "x = 0\n\n", "x = 0\n\n\n"]
 
 
+async def test_a_long_statement_is_finished_in_one_more_call() -> None:
+    literal = "d = {\n  'a': 1,\n  'b': 2,\n  'c': 3,\n}\n"
+    table = chain(literal)  # the statement is certain; what follows it is not
+    table |= {literal + "return d"[:i]: {ch: 0.6, "z": 0.4} for i, ch in enumerate("return d")}
+    model = TableModel(table)
+    draft = await writer(model, "statement").draft("")
+    assert draft.text == literal and not draft.final
+    assert model.calls == ["", "d = {\n"]  # the open bracket: one draft without stop strings
+    assert draft.logprob == 0.0  # the tokens after the statement are not counted
+
+
 async def test_draft_with_a_regex_cuts_one_long_draft() -> None:
     model = TableModel(chain("Step 1: a\nb\nStep 2: c"))
     w = StepWriter(
