@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from _server import llama_server
 
 from forkpath.batch import BatchConfig, DatasetSpec, load_tasks, run_batch
 from forkpath.flows import Flow
@@ -39,12 +38,6 @@ nodes:
 edges:
   - {from: ask, to: end}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def direct(api_base: str, prompts: list[str], concurrency: int, tokens: int) -> float:
@@ -80,30 +73,7 @@ async def batch(flow: Flow, tasks: list, concurrency: int, backend: str) -> floa
 
 async def main(n_tasks: int, levels: list[int], tokens: int, ray_levels: list[int]) -> None:
     path = _local.resolve("smollm2-135m")
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--model_alias",
-            "bench",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            time.sleep(0.2)
-        api_base = f"http://127.0.0.1:{port}/v1"
+    with llama_server(path, timeout=None) as api_base:
         tasks = load_tasks(DatasetSpec(name="gsm8k", limit=n_tasks))
         prompts = [t.prompt for t in tasks]
         flow = Flow.from_yaml_text(FLOW.replace("API_BASE", api_base).replace("TOKENS", str(tokens)))
@@ -132,9 +102,6 @@ async def main(n_tasks: int, levels: list[int], tokens: int, ray_levels: list[in
             print(
                 f"{backend:<8} {level:>11} {60 * n_tasks / d:>17.1f} {60 * n_tasks / b:>16.1f} {d / b:>13.3f}"
             )
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from _server import llama_server
 
 from forkpath.models import GenerateRequest, Message, get_model
 from forkpath.models._llamacpp import LlamaCppModel
@@ -88,45 +87,13 @@ async def generation_speed(model_id: str, n_tokens: int, rounds: int) -> None:
         print(f"{label:<52} {rate:>9.1f} {rate / base:>7.2f}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def api_overhead(model_id: str, calls: int) -> None:
     import litellm
 
     from forkpath.models import _local
 
     path = _local.resolve(model_id.removeprefix("local/"))
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--model_alias",
-            "bench",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.2)
-        base = f"http://127.0.0.1:{port}/v1"
+    with llama_server(path) as base:
         model = get_model("openai/bench", api_base=base)
         messages = [{"role": "user", "content": "Say hi."}]
         request = GenerateRequest(messages=(Message(role="user", content="Say hi."),), max_tokens=4)
@@ -162,9 +129,6 @@ async def api_overhead(model_id: str, calls: int) -> None:
         print(f"direct litellm.acompletion   median {d * 1000:8.1f} ms")
         print(f"forkpath LiteLLMModel        median {f * 1000:8.1f} ms")
         print(f"ratio forkpath / direct      {f / d:8.3f}  (extra {1000 * (f - d):+.1f} ms per call)")
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def main() -> None:

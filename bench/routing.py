@@ -13,9 +13,8 @@ the default code prompt of ``forkpath.strategies`` (one ```python block), pass@1
 
 Methods, run per problem one after another (so drift on this shared machine hits all alike),
 each from a cold KV cache: small alone, large alone, token_routing (entropy; learned),
-segment_offload, speculative_decoding; the cascade rows (two deferral rates) are composed from the
-small-alone and large-alone runs, which are exactly the cascade's two greedy answers (see
-:func:`compose_cascades`). Answers are kept, and verified again by ``--report-from``. The table reports pass@1,
+segment_offload, cascade at two deferral rates, speculative_decoding. Answers are kept, and
+verified again by ``--report-from``. The table reports pass@1,
 the share of tokens (or requests) the large model handled, and wall time relative to the large
 model alone. A second table gives the bound this machine sets: each model's prefill and decode
 speed, measured, and what they allow.
@@ -41,10 +40,9 @@ import numpy as np
 from forkpath import Task
 from forkpath.models import GenerateRequest, Model, get_model
 from forkpath.routers import label_tokens, record_queries, save_router, write_records
-from forkpath.routers._features import result_features
 from forkpath.routers._fit import calibrate_records
 from forkpath.strategies._base import Context, StrategyResult
-from forkpath.strategies._cascade import answer_request
+from forkpath.strategies._cascade import cascade
 from forkpath.strategies._prompts import task_messages
 from forkpath.strategies._segment_offload import segment_offload
 from forkpath.strategies._speculative import speculative_decoding
@@ -184,11 +182,10 @@ def methods(
         return run
 
     async def small_alone(task: Task, context: Context) -> Outcome:
-        # The cascade's own request (greedy, with logprobs): the cascade rows reuse this answer.
         result = await context.models["small"].generate(
-            answer_request(task, max_tokens=max_tokens, prompt=None)
+            GenerateRequest(messages=task_messages(task), max_tokens=max_tokens)
         )
-        return result.text, 0.0, {"features": result_features(result)}
+        return result.text, 0.0, {}
 
     async def large_alone(task: Task, context: Context) -> Outcome:
         result = await context.models["large"].generate(
@@ -209,33 +206,15 @@ def methods(
         "segment_offload": via(
             segment_offload(router=routers["window"], estimator="full", max_tokens=max_tokens), token_share
         ),
+        **{
+            f"cascade (defer {rate:.0%})": via(
+                cascade(router=routers[f"cascade{rate}"], max_tokens=max_tokens),
+                lambda r: float(r.info["deferred"]),
+            )
+            for rate in CASCADE_RATES
+        },
         "speculative_decoding": via(speculative_decoding(max_tokens=max_tokens), lambda r: 1.0),
     }
-
-
-def compose_cascades(rows: dict[str, list[dict[str, Any]]], routers: dict[str, Any]) -> None:
-    """Cascade rows from the small-alone and large-alone runs of the same problems.
-
-    Greedy decoding is deterministic, so the ``cascade`` strategy's small answer is the small-alone
-    answer (same request) and its large answer the large-alone one; its cost is the small run plus
-    the large run when it defers (the router's own time is negligible). The decision is the saved
-    router's, on the small answer's features (the strategy itself is tested in tests/routers).
-    """
-    for rate in CASCADE_RATES:
-        router = routers[f"cascade{rate}"]
-        rows[f"cascade (defer {rate:.0%})"] = [
-            {
-                "task": s["task"],
-                "passed": big["passed"]
-                if (defer := router.decide(s["info"]["features"]).routed)
-                else s["passed"],
-                "share": float(defer),
-                "seconds": s["seconds"] + (big["seconds"] if defer else 0.0),
-                "text": big["text"] if defer else s["text"],
-                "info": {"deferred": defer},
-            }
-            for s, big in zip(rows["small alone"], rows["large alone"], strict=True)
-        ]
 
 
 async def check_verifier(verifier: Any, task: Task) -> None:
@@ -311,14 +290,13 @@ async def main() -> None:
         )
         (args.out / "results.json").write_text(json.dumps(rows, indent=1, default=str))
     await check_verifier(verifier, eval_tasks[-1])  # the sandbox still works at the end
-    compose_cascades(rows, calibration["routers"])
     calibration["divergences"] = await divergences(large, rows)
     (args.out / "divergences.json").write_text(json.dumps(calibration["divergences"], indent=1))
     report(rows, speeds, calibration, args, time.perf_counter() - started_all)
 
 
 async def report_from(args: Any, verifier: Any) -> None:
-    """The report of an earlier run from its files: answers verified again, cascades composed,
+    """The report of an earlier run from its files: answers verified again,
     speeds measured again if they are missing."""
     rows = json.loads((args.out / "results.json").read_text())
     n = min(len(v) for v in rows.values())
@@ -336,7 +314,6 @@ async def report_from(args: Any, verifier: Any) -> None:
         speeds = await measure_speeds(small, large, prompt)
         speeds_file.write_text(json.dumps(speeds, indent=1))
     calibration = load_calibration(args.out)
-    compose_cascades(rows, calibration["routers"])
     calibration["divergences"] = await divergences(large, rows)
     report(rows, speeds, calibration, args, float("nan"))
 

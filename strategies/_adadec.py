@@ -24,9 +24,14 @@ from forkpath.models import ModelCapabilities, entropy
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._entropy_threshold import load_threshold
 from forkpath.strategies._helpers import budget_reached, verify_into
-from forkpath.strategies._lookahead import Lookahead, TokenDecoder, token_model, top_candidates
+from forkpath.strategies._lookahead import (
+    Lookahead,
+    TokenDecoder,
+    changed_pauses,
+    token_model,
+    top_candidates,
+)
 from forkpath.strategies._prompts import task_messages
-from forkpath.strategies._sed import code_block_closed
 
 NEEDS = ModelCapabilities(full_distribution=True, prefix_continuation=True)
 
@@ -127,20 +132,11 @@ def adadec(
                 )
             else:
                 token = int(lp.argmax())
-            if token in decoder.ends:
-                finish = "stop"
-                break
-            generated.append(token)
-            if (
-                stop_at_code_end
-                and task.kind == "code"
-                and "`" in tm.detokenize([token])
-                and code_block_closed(tm.detokenize(generated))
-            ):
+            if decoder.accept(generated, token, stop_at_code_end=stop_at_code_end and task.kind == "code"):
                 finish = "stop"
                 break
         text = tm.detokenize(generated)
-        changed = sum(p["greedy"] != p["chosen"] for p in pauses)
+        changed = changed_pauses(pauses)
         emit(
             NoteEvent(
                 message="adadec pauses", data={"pauses": len(pauses), "changed": changed, "threshold": h_star}

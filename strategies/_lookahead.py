@@ -16,7 +16,7 @@ work would cost through a completions endpoint.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +49,16 @@ def end_tokens(model: Model) -> frozenset[int]:
     if ends is not None:
         return frozenset(int(t) for t in ends)
     raise CapabilityError(f"cannot tell which tokens end an answer for model {model.id}")
+
+
+def code_block_closed(text: str) -> bool:
+    """Whether ``text`` holds a complete fenced code block (the answer to a code task is done)."""
+    return text.count("```") >= 2
+
+
+def changed_pauses(pauses: Sequence[Mapping[str, object]]) -> int:
+    """How many pauses chose a token other than the greedy one (``greedy`` != ``chosen``)."""
+    return sum(p["greedy"] != p["chosen"] for p in pauses)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -105,6 +115,21 @@ class TokenDecoder:
     def charge_call(self) -> None:
         """Record one request-equivalent (a decoding branch started)."""
         record_usage(GenerateResult(model=self.model.id, text="", usage=Usage(calls=1)))
+
+    def accept(self, generated: list[int], token: int, *, stop_at_code_end: bool = False) -> bool:
+        """Append the chosen ``token`` to the answer ``generated``; whether the answer is finished.
+
+        It is finished when ``token`` is an end token (not appended), or, with
+        ``stop_at_code_end``, when ``token`` closes the answer's fenced code block.
+        """
+        if token in self.ends:
+            return True
+        generated.append(token)
+        return (
+            stop_at_code_end
+            and "`" in self.tm.detokenize([token])
+            and code_block_closed(self.tm.detokenize(generated))
+        )
 
     async def logprobs(self, generated: Sequence[int]) -> np.ndarray:
         """Log-probabilities over the vocabulary of the token after ``prompt + generated``."""

@@ -26,7 +26,7 @@ from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities, TokenModel, entropy
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._helpers import budget_reached, verify_into
-from forkpath.strategies._lookahead import TokenDecoder, top2_ratio, top_candidates
+from forkpath.strategies._lookahead import TokenDecoder, changed_pauses, top2_ratio, top_candidates
 from forkpath.strategies._prompts import task_messages
 
 EVALUATE = (
@@ -34,11 +34,6 @@ EVALUATE = (
     "Answer with a single word: yes or no."
 )
 TOKEN_LEVEL = ModelCapabilities(full_distribution=True, prefix_continuation=True)
-
-
-def code_block_closed(text: str) -> bool:
-    """Whether ``text`` holds a complete fenced code block (the answer to a code task is done)."""
-    return text.count("```") >= 2
 
 
 def evaluation_messages(messages: tuple[Message, ...], answer: str) -> tuple[Message, ...]:
@@ -182,20 +177,11 @@ def sed(
                 )
             else:
                 token = int(lp.argmax())
-            if token in decoder.ends:
-                finish = "stop"
-                break
-            generated.append(token)
-            if (
-                stop_at_code_end
-                and task.kind == "code"
-                and "`" in generator.detokenize([token])
-                and code_block_closed(generator.detokenize(generated))
-            ):
+            if decoder.accept(generated, token, stop_at_code_end=stop_at_code_end and task.kind == "code"):
                 finish = "stop"
                 break
         text = generator.detokenize(generated)
-        changed = sum(p["greedy"] != p["chosen"] for p in pauses)
+        changed = changed_pauses(pauses)
         emit(NoteEvent(message="sed pauses", data={"pauses": len(pauses), "changed": changed}))
         candidate = Candidate(text=text, model=generator.id)
         return StrategyResult(
