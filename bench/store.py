@@ -131,7 +131,7 @@ async def bench_backend(
     finally:
         model.cache = None
         for name in (ns, f"{ns}-ops"):
-            await store.clear(name)
+            await store.clear(name, "all")
         await store.aclose()
     call_p50_ms = (
         1000 * statistics.median(cold["call_latencies_s"]) if cold["call_latencies_s"] else float("nan")

@@ -118,7 +118,7 @@ class Store:
         """What ``namespace`` holds: live cache entries, nodes, results, corrupt entries met, evictions."""
         return await self.backend.stats(check_namespace(namespace), self.clock())
 
-    async def clear(self, namespace: str, what: ClearWhat = "all") -> int:
+    async def clear(self, namespace: str, what: ClearWhat) -> int:
         """Remove one area of ``namespace``; return how many records (or Redis keys) went.
 
         A cache namespace and a batch run id share one name, so say which area you mean:

@@ -389,7 +389,7 @@ class StoreConformance:
             await store.put_result(name, "t", {"ok": True})
         stats = await store.stats(ns)
         assert (stats.cache_entries, stats.nodes, stats.results, stats.corrupt) == (1, 2, 1, 0)
-        assert await store.clear(ns) > 0
+        assert await store.clear(ns, "all") > 0
         assert (await store.stats(ns)).model_dump(exclude={"cache_bytes"}) == {
             "namespace": ns, "cache_entries": 0, "nodes": 0, "results": 0, "corrupt": 0, "evictions": 0,
         }  # fmt: skip

@@ -77,5 +77,5 @@ async def store(
     finally:
         for name in {ns, *await s.namespaces()}:
             if name == ns or name.startswith(ns + "-"):
-                await s.clear(name)
+                await s.clear(name, "all")
         await s.aclose()

@@ -68,7 +68,7 @@ async def test_processes_never_lose_children_counts_or_results(kind: str, tmp_pa
         assert (await store.stats(ns)).nodes == PROCESSES * OPS + 2
     finally:
         for name in (ns, run):
-            await store.clear(name)
+            await store.clear(name, "all")
         await store.aclose()
 
 

@@ -60,7 +60,7 @@ async def test_a_ttl_only_cache_does_not_leak_lru_members_after_real_expiry(raw:
         assert await books(raw, ns) == (1, 1, 1)
         assert (await store.stats(ns)).cache_entries == 1
     finally:
-        await store.clear(ns)
+        await store.clear(ns, "all")
         await store.aclose()
 
 
@@ -81,7 +81,7 @@ async def test_a_put_purges_entries_expired_on_the_callers_clock(raw: Any, ns: s
         await store.generation_cache(ns).put("forever", VALUE)
         assert await books(raw, ns) == (1, 1, 0)
     finally:
-        await store.clear(ns)
+        await store.clear(ns, "all")
         await store.aclose()
 
 
@@ -101,7 +101,7 @@ async def test_misses_and_evictions_drop_both_members(raw: Any, ns: str) -> None
         assert await books(raw, ns) == (1, 1, 1)
         assert await raw.zrange(p + "lru", 0, -1) == await raw.zrange(p + "expires", 0, -1) == ["c"]
     finally:
-        await store.clear(ns)
+        await store.clear(ns, "all")
         await store.aclose()
 
 
@@ -117,5 +117,5 @@ async def test_clearing_the_cache_leaves_no_cache_keys_and_keeps_results(raw: An
         assert await books(raw, ns) == (0, 0, 0)
         assert await raw.hkeys(p + "results") == ["t1"]
     finally:
-        await store.clear(ns)
+        await store.clear(ns, "all")
         await store.aclose()

@@ -300,7 +300,7 @@ async def test_two_workers_on_one_redis_never_redo_an_expansion() -> None:
             await SearchTree(stores[0], namespace).root(text="")
         )
     finally:
-        await stores[0].clear(namespace)
+        await stores[0].clear(namespace, "all")
         for store in stores:
             await store.aclose()
     iterations = [r.info["iterations"] for r in results]

@@ -316,7 +316,7 @@ async def test_two_workers_on_one_redis_never_repeat_a_rollout() -> None:
         tree = await tree_of(stores[0], namespace)
         nodes = await all_nodes(stores[0], namespace)
     finally:
-        await stores[0].clear(namespace)
+        await stores[0].clear(namespace, "all")
         for store in stores:
             await store.aclose()
     assert [r.info["rollouts"] for r in results] == [40, 40]
@@ -388,7 +388,7 @@ async def test_two_worker_processes_on_one_redis_share_one_tree() -> None:
         tree = SearchTree(store, namespace)
         nodes = await tree.walk(await tree.get(reports[0]["info"]["root"]))
     finally:
-        await store.clear(namespace)
+        await store.clear(namespace, "all")
         await store.aclose()
     calls = [c for r in reports for c in r["calls"]]
     assert len(calls) == len(set(calls)), "two processes rolled out the same prefix"
