@@ -44,6 +44,8 @@ class TaskRecord(BaseModel):
     stopped: str | None = None
     """``budget`` when a limit cut the task short (it runs again on resume)."""
     trace_path: str | None = None
+    flow: str | None = None
+    """Fingerprint of the flow that made this record (see :func:`flow_fingerprint`)."""
 
     @property
     def finished(self) -> bool:

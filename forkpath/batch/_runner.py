@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 import time
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from forkpath._errors import is_retryable
+from forkpath._errors import ConfigError, is_retryable
 from forkpath._types import Task
 from forkpath.batch._records import ResultsFile, TaskRecord, record_from_result
 from forkpath.strategies import Budget, BudgetLimits
@@ -55,6 +56,21 @@ class BatchSummary(BaseModel):
     ran: int
     stopped: Literal["done", "budget"] = "done"
     results_path: str
+
+
+_RESULT_FIELDS = {"verifier", "start", "nodes", "edges", "budget", "max_steps"}
+
+
+def flow_fingerprint(flow: Any) -> str | None:
+    """A short hash of what decides a flow's results: which model plays each role, its verifier,
+    nodes, edges, budget and step limit. Not its name, description, dataset, store or trace
+    settings, nor model options (a server address, retries, threads): changing those resumes."""
+    spec = getattr(flow, "spec", None)
+    if spec is None:
+        return None
+    data = spec.model_dump(mode="json", include=_RESULT_FIELDS)
+    data["models"] = {role: model.model for role, model in spec.models.items()}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def safe_name(task_id: str) -> str:
@@ -117,12 +133,22 @@ async def run_batch(
     """Run ``flow`` over ``tasks``; skip the ones ``results.jsonl`` (or the result store) has."""
     results = ResultsFile(config.out_dir / "results.jsonl")
     known = results.load(repair=True)
+    fingerprint = flow_fingerprint(flow)
+    other = {r.flow for r in known.values() if r.flow and fingerprint and r.flow != fingerprint}
+    if other:
+        raise ConfigError(
+            f"{results.path}: these results were made by a different flow (fingerprint "
+            f"{', '.join(sorted(other))}; this flow: {fingerprint}): its models, verifier, nodes, edges "
+            f"or budget changed. Give another --out or --run-id, or delete {config.out_dir} to start over"
+        )
     if store is not None:
         for task_id in await store.finished_ids(config.run_id):
             payload = await store.get_result(config.run_id, task_id)
             if payload is None:
                 continue
             record = TaskRecord.model_validate(payload)
+            if record.flow and fingerprint and record.flow != fingerprint:
+                continue  # another flow's result under this run id: run the task again
             mine = known.get(task_id)
             if record.finished and (mine is None or not mine.finished):
                 results.append(record)  # finished on another worker or before a crash: bring it home
@@ -138,6 +164,7 @@ async def run_batch(
     )
 
     async def finish(record: TaskRecord) -> None:
+        record = record.model_copy(update={"flow": fingerprint})
         results.append(record)
         if store is not None:
             await store.put_result(config.run_id, record.task_id, record.model_dump(mode="json"))

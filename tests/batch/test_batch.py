@@ -225,6 +225,35 @@ async def test_results_reach_the_store_and_come_back_from_it(tmp_path: Path) -> 
         await store.aclose()
 
 
+async def test_a_changed_flow_does_not_resume_another_flows_results(tmp_path: Path) -> None:
+    from forkpath.store import open_store
+
+    tasks = load_tasks(dataset(write_dataset(tmp_path / "d.jsonl", 3)))
+    flow = Flow.from_yaml_text(FLOW.replace("LATENCY", "0"))
+    renamed = Flow.from_yaml_text(FLOW.replace("LATENCY", "0").replace("name: batch-test", "name: other"))
+    changed = Flow.from_yaml_text(FLOW.replace("LATENCY", "0").replace("n: 2,", "n: 3,"))
+    store = open_store(str(tmp_path / "store.db"))
+    try:
+        await run_batch(flow, tasks, BatchConfig(run_id="r", out_dir=tmp_path / "out"), store=store)
+        # The name, dataset and store do not decide results: a renamed flow resumes.
+        summary = await run_batch(renamed, tasks, BatchConfig(run_id="r", out_dir=tmp_path / "out"))
+        assert (summary.skipped, summary.ran) == (3, 0)
+        # A changed strategy parameter does: its results folder is refused, in one line ...
+        with pytest.raises(ConfigError, match=r"results.jsonl: these results were made by a different flow"):
+            await run_batch(changed, tasks, BatchConfig(run_id="r", out_dir=tmp_path / "out"), store=store)
+        # ... and the store's results of the old flow under this run id are not taken for its own.
+        summary = await run_batch(
+            changed, tasks, BatchConfig(run_id="r", out_dir=tmp_path / "fresh"), store=store
+        )
+        assert (summary.skipped, summary.ran) == (0, 3)
+        records = read_records(tmp_path / "fresh")
+        fingerprints = {r.flow for r in records}
+        assert len(fingerprints) == 1 and None not in fingerprints
+        assert all(r.n_candidates == 3 for r in records if r.status == "ok")
+    finally:
+        await store.aclose()
+
+
 def test_duplicate_task_ids_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text('{"id": "x", "question": "a", "gold": 1}\n{"id": "x", "question": "b", "gold": 2}\n')
