@@ -19,8 +19,8 @@ the share of tokens (or requests) the large model handled, and wall time relativ
 model alone. A second table gives the bound this machine sets: each model's prefill and decode
 speed, measured, and what they allow.
 
-    python bench/routing.py [--limit 30] [--calib-limit 20] [--max-tokens 384] [--out runs/bench-routing]
-                            [--reuse-calibration] [--report-from]
+    python bench/routing.py [--limit 30] [--calib-limit 20] [--max-tokens 384] [--threads 1]
+                            [--out runs/bench-routing] [--reuse-calibration] [--report-from]
 """
 
 from __future__ import annotations
@@ -137,11 +137,7 @@ async def calibrate(
     for name, router in routers.items():
         save_router(router, out / f"router_{name}.json")
     return {
-        "routers": routers,
-        "thresholds": {name: router.threshold for name, router in routers.items()},
-        "label_tokens": len(labels),
-        "mismatch_rate": float(np.mean([r.mismatch for r in labels])),
-        "divergent_rate": float(np.mean([r.label for r in labels])),
+        **summarize_calibration(routers, labels),
         "learned_recall_at_rate": learned_report.curve,
         "entropy_recall_at_rate": entropy_report.curve,
         "window_threshold": window_report.threshold,
@@ -155,6 +151,11 @@ def load_calibration(out: Path) -> dict[str, Any]:
     labels = read_records(out / "token_labels.jsonl")
     names = ["entropy", "learned", "window", *(f"cascade{rate}" for rate in CASCADE_RATES)]
     routers = {name: load_router(out / f"router_{name}.json") for name in names}
+    return summarize_calibration(routers, labels)
+
+
+def summarize_calibration(routers: dict[str, Any], labels: list[Any]) -> dict[str, Any]:
+    """The routers with their thresholds and the token labels' statistics."""
     return {
         "routers": routers,
         "thresholds": {name: router.threshold for name, router in routers.items()},
@@ -236,6 +237,9 @@ async def main() -> None:
         "--calib-limit", type=int, default=20, help="calibration problems: first N of HumanEval/144..163"
     )
     parser.add_argument("--max-tokens", type=int, default=384)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="llama.cpp threads per model (1 suits a shared machine)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench-routing"))
     parser.add_argument(
         "--reuse-calibration", action="store_true", help="use the labels and routers already in --out"
@@ -253,7 +257,7 @@ async def main() -> None:
     if args.report_from:
         await report_from(args, verifier)
         return
-    small, large = get_model(SMALL), get_model(LARGE)
+    small, large = get_model(SMALL, n_threads=args.threads), get_model(LARGE, n_threads=args.threads)
     context = Context({"small": small, "large": large})
     calib_tasks = [humaneval_task(i) for i in CALIBRATION[: args.calib_limit]]
     started_all = time.perf_counter()
@@ -304,12 +308,12 @@ async def report_from(args: Any, verifier: Any) -> None:
     for results in rows.values():
         for r in results:
             r["passed"] = (await verifier.verify(humaneval_task(r["task"]), r["text"])).passed
-    large = get_model(LARGE)
+    large = get_model(LARGE, n_threads=args.threads)
     speeds_file = args.out / "speeds.json"
     if speeds_file.exists():
         speeds = json.loads(speeds_file.read_text())
     else:
-        small = get_model(SMALL)
+        small = get_model(SMALL, n_threads=args.threads)
         prompt = small.chat_prefix(task_messages(humaneval_task(0)))  # type: ignore[attr-defined]
         speeds = await measure_speeds(small, large, prompt)
         speeds_file.write_text(json.dumps(speeds, indent=1))

@@ -97,15 +97,25 @@ class _Engine:
             raise ModelError("cannot evaluate an empty prefix")
         if len(tokens) >= self.n_ctx:
             raise ContextWindowError(f"{len(tokens)} tokens do not fit the context of {self.n_ctx}")
+        # The last token is always evaluated again: its logits are what we need. Llama.eval drops
+        # the KV entries past n_tokens before decoding.
+        self.llm.n_tokens = min(self._cached(tokens), len(tokens) - 1)
+        self.llm.eval(list(tokens[self.llm.n_tokens :]))
+        return self.last_logits()
+
+    def _cached(self, tokens: Sequence[int]) -> int:
+        """How many leading ``tokens`` the KV cache already holds."""
         cached = self.llm.input_ids[: self.llm.n_tokens]
         limit = min(len(cached), len(tokens))
         diverge = np.flatnonzero(cached[:limit] != np.asarray(tokens[:limit]))
-        common = int(diverge[0]) if diverge.size else limit
-        # The last token is always evaluated again: its logits are what we need. Llama.eval drops
-        # the KV entries past n_tokens before decoding.
-        self.llm.n_tokens = min(common, len(tokens) - 1)
-        self.llm.eval(list(tokens[self.llm.n_tokens :]))
-        return self.last_logits()
+        return int(diverge[0]) if diverge.size else limit
+
+    def sync(self, tokens: Sequence[int]) -> None:
+        """Bring the KV cache to exactly ``tokens``, evaluating only what it lacks (no logits)."""
+        common = self._cached(tokens)
+        self.llm.n_tokens = common
+        if common < len(tokens):
+            self.llm.eval(list(tokens[common:]))
 
     def eval_rows(self, tokens: Sequence[int], n_rows: int) -> np.ndarray:
         """Bring the context to ``tokens`` and return the logits after each of the last
@@ -120,10 +130,7 @@ class _Engine:
         if len(tokens) >= self.n_ctx:
             raise ContextWindowError(f"{len(tokens)} tokens do not fit the context of {self.n_ctx}")
         head = len(tokens) - n_rows
-        if head:
-            self.eval_prefix(tokens[:head])
-        else:
-            self.llm.n_tokens = 0
+        self.sync(tokens[:head])  # the rows' own tokens are decoded below, in one batch
         llm = self.llm
         llm._ctx.kv_cache_seq_rm(-1, head, -1)
         tail = list(tokens[head:])

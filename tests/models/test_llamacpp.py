@@ -148,3 +148,26 @@ async def test_batched_teacher_forcing_matches_stepwise_and_keeps_the_cache(mode
     # The engine's cache now holds prefix + continuation: a following call reuses it.
     again = await model.generate(GenerateRequest(prompt_tokens=tuple(prefix), max_tokens=6))
     assert again.text == greedy.text
+
+
+async def test_batched_verification_evaluates_nothing_the_cache_holds(model: LlamaCppModel) -> None:
+    prefix = model.chat_prefix(PROMPT)
+    greedy = await model.generate(GenerateRequest(prompt_tokens=tuple(prefix), max_tokens=6))
+    draft = [t.token_id for t in greedy.tokens if t.token_id is not None][:4]
+    expected = await model.continuation_logprobs(prefix, draft)  # the cache now holds prefix + draft
+    llm = model._engine.llm
+    original = llm.eval
+    evaluated: list[int] = []
+
+    def counting_eval(tokens: list[int]) -> None:
+        evaluated.append(len(tokens))
+        original(tokens)
+
+    llm.eval = counting_eval  # type: ignore[method-assign]
+    try:
+        # As in speculative decoding: the cache holds the prefix, the rows' tokens come in one batch.
+        rows = await model.continuation_logprobs(prefix, draft)
+    finally:
+        llm.eval = original  # type: ignore[method-assign]
+    assert evaluated == []  # no token of the prefix is evaluated again, not even its last one
+    assert np.allclose(rows, expected, atol=1e-4)
