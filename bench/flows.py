@@ -5,7 +5,7 @@ same verifier, with no generation cache, so they do identical model work; the di
 what the flow machinery costs (LangGraph, checkpoints, the JSONL trace). Runs alternate
 (direct, flow, direct, flow, ...) so drift on a shared machine hits both alike.
 
-    python bench/flows.py [--model local/smollm2-135m] [--tasks 3] [--n 2] [--rounds 2]
+    python bench/flows.py [--model local/smollm2-135m] [--tasks 3] [--n 2] [--rounds 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ edges:
 """
 
 
-async def main(model_id: str, n_tasks: int, n: int, rounds: int) -> None:
+async def main(model_id: str, n_tasks: int, n: int, rounds: int, threads: int) -> None:
     tasks = [humaneval_task(i) for i in range(n_tasks)]
-    model = get_model(model_id)
+    model = get_model(model_id, n_threads=threads)  # the flow's model object shares this engine
     verifier = make_verifier("python_tests")
     flow = Flow.from_yaml_text(FLOW.replace("MODEL", model_id).replace("N", str(n)))
     strategy = strategies.create("best_of_n", n=n, max_tokens=128, early_stop=False)
@@ -80,8 +80,10 @@ if __name__ == "__main__":
     parser.add_argument("--tasks", type=int, default=3)
     parser.add_argument("--n", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
     args = parser.parse_args()
     print(
         f"$ python bench/flows.py --model {args.model} --tasks {args.tasks} --n {args.n} --rounds {args.rounds}"
+        f" --threads {args.threads}"
     )
-    asyncio.run(main(args.model, args.tasks, args.n, args.rounds))
+    asyncio.run(main(args.model, args.tasks, args.n, args.rounds, args.threads))

@@ -55,6 +55,7 @@ CALIBRATION = list(range(144, 164))
 TOKEN_RATE = 0.15
 SEGMENT_RATE = 0.02
 CASCADE_RATES = (0.3, 0.6)
+TIE_MARGIN = 0.25
 
 
 def log(message: str) -> None:
@@ -215,6 +216,9 @@ def methods(
             for rate in CASCADE_RATES
         },
         "speculative_decoding": via(speculative_decoding(max_tokens=max_tokens), lambda r: 1.0),
+        f"speculative_decoding (tie margin {TIE_MARGIN})": via(
+            speculative_decoding(max_tokens=max_tokens, tie_margin=TIE_MARGIN), lambda r: 1.0
+        ),
     }
 
 
@@ -245,6 +249,9 @@ async def main() -> None:
         "--reuse-calibration", action="store_true", help="use the labels and routers already in --out"
     )
     parser.add_argument(
+        "--only", default="", help="comma-separated name prefixes of the methods to run (default: all)"
+    )
+    parser.add_argument(
         "--report-from",
         action="store_true",
         help="print the report of the (possibly interrupted) run in --out",
@@ -270,6 +277,9 @@ async def main() -> None:
     else:
         calibration = await calibrate(small, large, calib_tasks, args.max_tokens, args.out, verifier)
     runs = methods(calibration["routers"], args.max_tokens)
+    if args.only:
+        prefixes = tuple(p.strip() for p in args.only.split(","))
+        runs = {name: run for name, run in runs.items() if name.startswith(prefixes)}
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
     for n, task in enumerate(eval_tasks, 1):
         for name, run in runs.items():
@@ -322,11 +332,18 @@ async def report_from(args: Any, verifier: Any) -> None:
     report(rows, speeds, calibration, args, float("nan"))
 
 
-async def divergences(large: Model, rows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+async def divergences(large: Model, rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """:func:`row_divergences` of every speculative row."""
+    return {name: await row_divergences(large, rows, name) for name in rows if name.startswith("speculative")}
+
+
+async def row_divergences(
+    large: Model, rows: dict[str, list[dict[str, Any]]], name: str
+) -> list[dict[str, Any]]:
     """Where speculative greedy output differs from the large model alone, and how close the
     large model's top two tokens were there (a near-tie within float noise, or a real bug)."""
     found = []
-    for spec, alone_row in zip(rows["speculative_decoding"], rows["large alone"], strict=True):
+    for spec, alone_row in zip(rows[name], rows["large alone"], strict=True):
         ours, theirs = spec["info"]["token_ids"], alone_row["info"]["token_ids"] or []
         if ours == theirs:
             continue
@@ -381,21 +398,26 @@ def report(
         print(
             f"| {name:<26} | {passed:6.3f} | {share:5.1%} {unit:<5} | {seconds:6.0f} | {seconds / large_time:13.2f} |"
         )
-    spec = rows["speculative_decoding"]
-    divergences = calibration.get("divergences", [])
-    accept = float(np.mean([r["info"]["acceptance_rate"] for r in spec]))
-    per_iter = float(np.mean([r["info"]["tokens_per_iteration"] for r in spec]))
-    drafted = float(np.mean([r["info"]["drafted"] / max(r["info"]["iterations"], 1) for r in spec]))
-    print(
-        f"\nspeculative decoding: acceptance {accept:.3f}, {per_iter:.2f} tokens per target call, mean draft {drafted:.1f}; "
-        f"greedy output token-for-token identical to large alone on {n - len(divergences)}/{n} problems"
-    )
-    for d in divergences:
+    bound_from: dict[str, float] = {}
+    for name, found in calibration.get("divergences", {}).items():
+        spec = rows[name]
+        accept = float(np.mean([r["info"]["acceptance_rate"] for r in spec]))
+        per_iter = float(np.mean([r["info"]["tokens_per_iteration"] for r in spec]))
+        drafted = float(np.mean([r["info"]["drafted"] / max(r["info"]["iterations"], 1) for r in spec]))
+        ties = sum(r["info"].get("ties_settled", 0) for r in spec)
+        if not bound_from:  # the bound below is the first speculative row's (plain greedy rule)
+            bound_from = {"per_iter": per_iter, "drafted": drafted}
         print(
-            f"  {d['task']}: first difference at token {d['position']}; large model's top-2 logprob gap there: "
-            f"{d['gap_sequential']:.4f} (one token at a time), {d['gap_batched']:.4f} (batched); "
-            f"tokens large alone {d['large_alone_token']} vs speculative {d['speculative_token']}"
+            f"\n{name}: acceptance {accept:.3f}, {per_iter:.2f} tokens per target call, mean draft {drafted:.1f}, "
+            f"{ties} near-ties settled one token at a time; greedy output token-for-token identical to large "
+            f"alone on {n - len(found)}/{n} problems"
         )
+        for d in found:
+            print(
+                f"  {d['task']}: first difference at token {d['position']}; large model's top-2 logprob gap there: "
+                f"{d['gap_sequential']:.4f} (one token at a time), {d['gap_batched']:.4f} (batched); "
+                f"tokens large alone {d['large_alone_token']} vs speculative {d['speculative_token']}"
+            )
     print(
         f"token labels: {calibration['label_tokens']} tokens, mismatch {calibration['mismatch_rate']:.1%}, "
         f"divergent {calibration['divergent_rate']:.1%}; thresholds: "
@@ -413,6 +435,7 @@ def report(
         f"\nsmall step / large step c = {c:.2f}: anything that runs the small model on every token costs at least {c:.2f}x "
         f"the large model's time, plus the large model's share; best case at share r: {c:.2f} + r."
     )
+    per_iter, drafted = bound_from.get("per_iter", 0.0), bound_from.get("drafted", 1.0)
     gamma = min(max(round(drafted), 1), 8)
     v = speeds[LARGE][f"verify{gamma}_steps"]
     print(
