@@ -67,25 +67,13 @@ def accept_draft(
     return gamma, int(rng.choice(last.size, p=last))
 
 
-def accept_draft_greedy(
-    target_logprobs: np.ndarray, draft: Sequence[int], tie_margin: float = 0.0
-) -> tuple[int, int | None]:
-    """The greedy rule: keep the draft while it equals the target's argmax, then the argmax.
-
-    With ``tie_margin`` > 0 the rule also stops at the first position whose top two logprobs
-    are closer than the margin and returns None for it: a near-tie the caller settles with the
-    target's one-token-at-a-time evaluation, the one plain greedy decoding uses.
-    """
-    for i in range(len(draft) + 1):
-        row = target_logprobs[i]
-        if tie_margin > 0.0:
-            second, first = np.partition(row, -2)[-2:]
-            if first - second < tie_margin:
-                return i, None
-        choice = int(np.argmax(row))
-        if i == len(draft) or choice != draft[i]:
-            return i, choice
-    raise AssertionError("unreachable")  # the loop returns at i == len(draft)
+def accept_draft_greedy(target_logprobs: np.ndarray, draft: Sequence[int]) -> tuple[int, int]:
+    """The greedy rule: keep the draft while it equals the target's argmax, then the argmax."""
+    choices = np.argmax(target_logprobs, axis=1)
+    for i, x in enumerate(draft):
+        if int(choices[i]) != x:
+            return i, int(choices[i])
+    return len(draft), int(choices[len(draft)])
 
 
 @strategies.register("speculative_decoding")
@@ -98,7 +86,6 @@ def speculative_decoding(
     max_tokens: int = 512,
     temperature: float = 0.0,
     top_p: float = 1.0,
-    tie_margin: float = 0.0,
     seed: int = 0,
     prompt: str | None = None,
 ) -> Strategy:
@@ -115,11 +102,6 @@ def speculative_decoding(
         temperature: 0 is greedy (output identical to the target's greedy decoding, up to
             near-ties within float noise); above 0 the output is distributed as the target's.
         top_p: nucleus mass, applied to both models before the acceptance test.
-        tie_margin: greedy only: where the target's top two logprobs (batched) are closer than
-            this, the token comes from the target's one-token-at-a-time evaluation instead (one
-            more target step). Batched and single-token evaluation differ by float noise, which
-            can flip a near-tie; a margin above that noise (0.25 nats on llama.cpp) makes the
-            output follow plain greedy decoding of the large model at those points.
         seed: sampling seed.
         prompt: a template for the user message.
     """
@@ -134,13 +116,12 @@ def speculative_decoding(
     async def run(task: Task, context: Context) -> StrategyResult:
         drafter, target = context.model(small), context.model(large)
         d_tok = token_model(drafter, by="speculative_decoding")
-        t_tok = token_model(target, by="speculative_decoding")
         ends = end_tokens(target)
         rng = np.random.default_rng(seed)
         prefix = d_tok.chat_prefix(task_messages(task, prompt))
         out: list[int] = []
         gamma = draft_tokens
-        drafted = accepted = iterations = draft_seen = target_seen = ties = 0
+        drafted = accepted = iterations = draft_seen = target_seen = 0
         lengths: dict[int, int] = {}
         stopped: Stopped = "done"
         finish = "length"
@@ -168,12 +149,7 @@ def speculative_decoding(
             charge(target, prompt_tokens=len(base) + len(draft) - target_seen, completion_tokens=1)
             target_seen = len(base) + len(draft)
             if greedy:
-                n, settled = accept_draft_greedy(rows, draft, tie_margin)
-                if settled is None:  # a near-tie: the target's own one-token step decides
-                    lp = await t_tok.next_token_logprobs([*base, *draft[:n]])
-                    charge(target, completion_tokens=1, calls=0)
-                    settled, ties = int(np.argmax(lp)), ties + 1
-                nxt = settled
+                n, nxt = accept_draft_greedy(rows, draft)
             else:
                 p_rows = np.stack([processed_probs(r, temperature, top_p) for r in rows])
                 n, nxt = accept_draft(p_rows, np.stack(q_rows), draft, rng)
@@ -206,7 +182,6 @@ def speculative_decoding(
             "accepted": accepted,
             "acceptance_rate": accepted / drafted if drafted else 0.0,
             "tokens_per_iteration": len(out) / iterations if iterations else 0.0,
-            "ties_settled": ties,
         }
         emit(NoteEvent(message="speculative_decoding acceptance", data=stats))
         return StrategyResult(
