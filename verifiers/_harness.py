@@ -344,9 +344,17 @@ def _isolate(iso: dict) -> None:
             _mount("none", keep, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
             os.close(fd)
     # World-writable directories get a private tmpfs each: writes there vanish with the namespace.
+    # Interpreter paths inside one (a virtualenv under /tmp) are bound back, read-only.
     options = f"size={iso['tmpfs_mb']}m,nr_inodes=4096,mode=1777"
     for path in iso["tmpfs"]:
+        inside = [k for k in iso.get("keep", []) if k.startswith(path.rstrip("/") + "/")]
+        fds = [(keep, os.open(keep, os.O_PATH)) for keep in inside]
         _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options)
+        for keep, fd in fds:
+            os.makedirs(keep, mode=0o755, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", keep, None, MS_BIND | MS_REC)
+            _mount("none", keep, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            os.close(fd)
     uid, gid, work = iso["uid"], iso["gid"], iso["workdir"]
     os.makedirs(work, mode=0o700)
     os.chown(work, uid, gid)

@@ -327,6 +327,7 @@ class Sandbox:
                 "uid": uid,
                 "gid": uid,
                 "expose": _exposures(needed),
+                "keep": sorted({os.path.realpath(path) for path in needed}),
                 "tmpfs": [d for d in _WRITABLE_DIRS if d == "/tmp" or _world_writable(d)],
                 "tmpfs_mb": limits.tmpfs_mb,
                 "workdir": "/tmp/work",
