@@ -18,11 +18,11 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from forkpath._errors import ConfigError
 from forkpath._types import Task
-from forkpath.models import GenerateRequest, GenerateResult, Message, Model, TopLogprob
+from forkpath.models import GenerateRequest, GenerateResult, Message, Model, TokenInfo, TopLogprob
 from forkpath.strategies._search import OutOfBudget, SearchCounters
 
 StepKind = Literal["line", "paragraph", "statement", "regex"]
@@ -308,9 +308,10 @@ class StepWriter:
         )
 
 
-def _tokens_within(result: GenerateResult, length: int) -> list[Any]:
+def _tokens_within(result: GenerateResult, length: int) -> list[TokenInfo]:
     """The tokens of ``result`` that start within its first ``length`` characters."""
-    used, seen = [], 0
+    used: list[TokenInfo] = []
+    seen = 0
     for token in result.tokens:
         if seen >= length:
             break
@@ -319,11 +320,11 @@ def _tokens_within(result: GenerateResult, length: int) -> list[Any]:
     return used
 
 
-def _add_logprobs(total: float | None, tokens: list[Any], known: bool) -> float | None:
+def _add_logprobs(total: float | None, tokens: list[TokenInfo], known: bool) -> float | None:
     """``total`` plus the tokens' logprobs; None once any logprob is unknown."""
     if total is None or not known or any(t.logprob is None for t in tokens):
         return None
-    return total + sum(t.logprob for t in tokens)
+    return total + sum(t.logprob for t in tokens if t.logprob is not None)
 
 
 def step_priors(drafts: list[StepDraft]) -> list[float]:
