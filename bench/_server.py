@@ -42,7 +42,7 @@ def llama_server(model_path: Path, *, timeout: float | None = 60.0) -> Iterator[
         [
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            "forkpath.models._llama_server",  # llama_cpp.server, AMX-safe
             "--model",
             str(model_path),
             "--host",

@@ -26,7 +26,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from _server import llama_server
 
 from forkpath.models import GenerateRequest, Message, get_model
-from forkpath.models._llamacpp import LlamaCppModel
+from forkpath.models._llamacpp import LlamaCppModel, new_llama
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
 
@@ -42,10 +42,10 @@ async def generation_speed(model_id: str, n_tokens: int, rounds: int) -> None:
     assert isinstance(model, LlamaCppModel), "the generation benchmark needs a local GGUF model"
     prompt_ids = model.chat_prefix((Message(role="user", content=PROMPT),))
     threads = os.cpu_count() or 1
-    plain = llama_cpp.Llama(model_path=str(model.path), n_ctx=4096, n_threads=threads, verbose=False)
-    slow = llama_cpp.Llama(
-        model_path=str(model.path), n_ctx=4096, n_threads=threads, logits_all=True, verbose=False
-    )
+    # Loaded as forkpath loads its engine (extra weight buffers only where safe), so the
+    # comparison is of decode loops, not of llama.cpp settings.
+    plain = new_llama(model.path, n_ctx=4096, n_threads=threads, verbose=False)
+    slow = new_llama(model.path, n_ctx=4096, n_threads=threads, logits_all=True, verbose=False)
     request = GenerateRequest(prompt_tokens=tuple(prompt_ids), max_tokens=n_tokens, top_logprobs=5)
 
     def run_plain(llm: llama_cpp.Llama, logprobs: int | None) -> tuple[int, float]:

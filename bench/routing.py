@@ -17,7 +17,9 @@ segment_offload, cascade at two deferral rates, speculative_decoding. Answers ar
 verified again by ``--report-from``. The table reports pass@1,
 the share of tokens (or requests) the large model handled, and wall time relative to the large
 model alone. A second table gives the bound this machine sets: each model's prefill and decode
-speed, measured, and what they allow.
+speed, measured, and what they allow. The large model is loaded ``batch_invariant`` (greedy
+speculative decoding needs it to be exact), for every row alike. ``--only speculative`` skips
+calibration, which only the routers need.
 
     python bench/routing.py [--limit 30] [--calib-limit 20] [--max-tokens 384] [--threads 1]
                             [--out runs/bench-routing] [--reuse-calibration] [--report-from]
@@ -144,6 +146,10 @@ async def calibrate(
     }
 
 
+NO_CALIBRATION: dict[str, Any] = {"routers": {}, "thresholds": {}, "label_tokens": 0}
+"""What stands for calibration when ``--only`` picks methods that need no router."""
+
+
 def load_calibration(out: Path) -> dict[str, Any]:
     """The routers and label statistics a previous run saved in ``out``."""
     from forkpath.routers import load_router, read_records
@@ -195,6 +201,9 @@ def methods(
         return result.text, 1.0, {"token_ids": result.token_ids}
 
     token_share = lambda r: r.info["large_share"]  # noqa: E731
+    speculative = {"speculative_decoding": via(speculative_decoding(max_tokens=max_tokens), lambda r: 1.0)}
+    if not routers:  # no calibration was run: the methods that need none
+        return {"small alone": small_alone, "large alone": large_alone, **speculative}
     return {
         "small alone": small_alone,
         "large alone": large_alone,
@@ -214,7 +223,7 @@ def methods(
             )
             for rate in CASCADE_RATES
         },
-        "speculative_decoding": via(speculative_decoding(max_tokens=max_tokens), lambda r: 1.0),
+        **speculative,
     }
 
 
@@ -260,7 +269,7 @@ async def main() -> None:
     if args.report_from:
         await report_from(args, verifier)
         return
-    small, large = get_model(SMALL, n_threads=args.threads), get_model(LARGE, n_threads=args.threads)
+    small, large = get_model(SMALL, n_threads=args.threads), large_model(args)
     context = Context({"small": small, "large": large})
     calib_tasks = [humaneval_task(i) for i in CALIBRATION[: args.calib_limit]]
     started_all = time.perf_counter()
@@ -268,7 +277,10 @@ async def main() -> None:
     prompt = small.chat_prefix(task_messages(eval_tasks[0]))  # type: ignore[attr-defined]
     speeds = await measure_speeds(small, large, prompt)
     (args.out / "speeds.json").write_text(json.dumps(speeds, indent=1))
-    if args.reuse_calibration:
+    uncalibrated = ("small", "large", "speculative")
+    if args.only and all(p.strip().startswith(uncalibrated) for p in args.only.split(",")):
+        calibration = dict(NO_CALIBRATION)
+    elif args.reuse_calibration:
         calibration = load_calibration(args.out)
     else:
         calibration = await calibrate(small, large, calib_tasks, args.max_tokens, args.out, verifier)
@@ -314,7 +326,7 @@ async def report_from(args: Any, verifier: Any) -> None:
     for results in rows.values():
         for r in results:
             r["passed"] = (await verifier.verify(humaneval_task(r["task"]), r["text"])).passed
-    large = get_model(LARGE, n_threads=args.threads)
+    large = large_model(args)
     speeds_file = args.out / "speeds.json"
     if speeds_file.exists():
         speeds = json.loads(speeds_file.read_text())
@@ -323,9 +335,16 @@ async def report_from(args: Any, verifier: Any) -> None:
         prompt = small.chat_prefix(task_messages(humaneval_task(0)))  # type: ignore[attr-defined]
         speeds = await measure_speeds(small, large, prompt)
         speeds_file.write_text(json.dumps(speeds, indent=1))
-    calibration = load_calibration(args.out)
+    needs_routers = any(not name.startswith(("small", "large", "speculative")) for name in rows)
+    calibration = load_calibration(args.out) if needs_routers else dict(NO_CALIBRATION)
     calibration["divergences"] = await divergences(large, rows)
     report(rows, speeds, calibration, args, float("nan"))
+
+
+def large_model(args: Any) -> Model:
+    """The large model, batch-invariant: greedy speculative decoding needs its verification batches
+    to give the logits one-token decoding gives, and every row uses the same large model."""
+    return get_model(LARGE, n_threads=args.threads, batch_invariant=True)
 
 
 async def divergences(large: Model, rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
@@ -412,11 +431,12 @@ def report(
                 f"{d['gap_sequential']:.4f} (one token at a time), {d['gap_batched']:.4f} (batched); "
                 f"tokens large alone {d['large_alone_token']} vs speculative {d['speculative_token']}"
             )
-    print(
-        f"token labels: {calibration['label_tokens']} tokens, mismatch {calibration['mismatch_rate']:.1%}, "
-        f"divergent {calibration['divergent_rate']:.1%}; thresholds: "
-        + ", ".join(f"{name} {threshold:.4g}" for name, threshold in calibration["thresholds"].items())
-    )
+    if calibration["label_tokens"]:
+        print(
+            f"token labels: {calibration['label_tokens']} tokens, mismatch {calibration['mismatch_rate']:.1%}, "
+            f"divergent {calibration['divergent_rate']:.1%}; thresholds: "
+            + ", ".join(f"{name} {threshold:.4g}" for name, threshold in calibration["thresholds"].items())
+        )
     print("\n## The bound this machine sets (measured, median)")
     print(f"| {'model':<26} | prefill tok/s | decode tok/s | verify 1 / 4 / 8 tokens (in decode steps) |")
     print(f"|{'-' * 28}|---------------|--------------|--------------------------------------------|")

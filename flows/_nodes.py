@@ -20,6 +20,7 @@ from forkpath._trace import NodeEvent, emit, span
 from forkpath._types import Task
 from forkpath.flows._schema import FlowSpec, NodeSpec
 from forkpath.models import GenerateRequest, Message, Model, get_model
+from forkpath.models._resolve import prepare_model
 from forkpath.strategies import Budget, Context, strategies
 
 
@@ -84,6 +85,8 @@ class FlowRuntime:
         self.cache = cache
         self._models: dict[str, Model] = {}
         self._verifiers: dict[tuple[str, str], Any] = {}
+        for model in spec.models.values():  # before any model computes
+            prepare_model(model.model, model.options)
 
     def model(self, name: str) -> Model:
         if name not in self._models:

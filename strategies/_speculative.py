@@ -10,14 +10,14 @@ least one token per target call, and the sampling rule leaves the output distrib
 the target's (:func:`accept_draft`, tested with a chi-square test on synthetic distributions).
 The draft length adapts: +2 after a fully accepted draft, −1 otherwise (bounded).
 
-What "identical to the large model alone" means here: the target's distributions come from its
-batched evaluation, which on llama.cpp differs from one-token-at-a-time evaluation (different
-kernels; measured on the Qwen2.5-Coder pair: up to ~0.1 nats in a top-two gap). Greedy output is
-therefore the large model's own greedy decoding except where its top two tokens are that close (a
-near-tie); past the first such point the two continue differently. ``bench/routing.py`` counts
-this: identical on 23 of 30 HumanEval answers of 384 tokens, every first difference at a near-tie
-of 0.01-0.18 nats. Settling near-ties with a one-token step does not remove it (tried and
-measured), because the accepted tokens' KV entries come from batched evaluation too.
+Greedy output equals the large model's own greedy decoding token for token only if batched
+verification gives the very logits one-token decoding gives. llama.cpp's fast CPU kernels do not
+(they differ by up to ~0.5 in a logit on Qwen2.5-Coder-1.5B; measured by
+``bench/batch_numerics.py``), and then the two part ways at the first near-tie of the target's top
+two tokens: 7 of 30 HumanEval answers of 384 tokens did. So greedy speculative decoding needs a
+target loaded with ``batch_invariant: true`` (capability ``batch_invariant``), which takes the
+one-token kernels for every batch size; the check happens at configuration time. Sampling does
+not need it: it preserves the target's distribution up to float noise either way.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from forkpath.strategies._token_routing import PairStrategy
 
 DRAFT = ModelCapabilities(full_distribution=True, prefix_continuation=True)
 TARGET = ModelCapabilities(full_distribution=True, prefix_continuation=True, prompt_scoring=True)
+EXACT_TARGET = TARGET.model_copy(update={"batch_invariant": True})
 
 
 def accept_draft(
@@ -102,8 +103,8 @@ def speculative_decoding(
         max_draft_tokens: the most γ grows to when ``adaptive``.
         adaptive: grow γ by 2 after a fully accepted draft, shrink it by 1 after a rejection.
         max_tokens: most tokens in the answer.
-        temperature: 0 is greedy (output identical to the target's greedy decoding, up to
-            near-ties within float noise); above 0 the output is distributed as the target's.
+        temperature: 0 is greedy (output identical to the target's greedy decoding; needs a
+            batch-invariant target); above 0 the output is distributed as the target's.
         top_p: nucleus mass, applied to both models before the acceptance test.
         seed: sampling seed.
         prompt: a template for the user message.
@@ -204,5 +205,9 @@ def speculative_decoding(
         )
 
     return PairStrategy(
-        "speculative_decoding", run, small=small, large=large, needs={small: DRAFT, large: TARGET}
+        "speculative_decoding",
+        run,
+        small=small,
+        large=large,
+        needs={small: DRAFT, large: EXACT_TARGET if greedy else TARGET},
     )

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Batch-invariant llama.cpp models need the tiled matmul off, which llama.cpp reads once per
+# process; tests load such models after others have computed, so it is off for the whole run.
+os.environ.setdefault("GGML_CPU_TILED_MM", "0")
 
 SMOLLM2 = "local/smollm2-135m"
 
@@ -44,7 +47,8 @@ def smollm2_path() -> Path:
 
 @pytest.fixture(scope="session")
 def llama_server(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m llama_cpp.server`` with SmolLM2 on 127.0.0.1; yields the ``/v1`` base URL."""
+    """``python -m llama_cpp.server`` (through the AMX-safe launcher) with SmolLM2 on 127.0.0.1;
+    yields the ``/v1`` base URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     with log.open("wb") as out:
@@ -52,7 +56,7 @@ def llama_server(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory) -
             [
                 sys.executable,
                 "-m",
-                "llama_cpp.server",
+                "forkpath.models._llama_server",  # llama_cpp.server, AMX-safe
                 "--model",
                 str(smollm2_path),
                 "--host",

@@ -21,7 +21,10 @@ SMALL = "local/smollm2-135m"
 
 
 def shrink(data: dict[str, Any], store: Path) -> dict[str, Any]:
-    data["models"] = {name: SMALL for name in data["models"]}
+    data["models"] = {  # the same model everywhere, with the example's options (batch_invariant)
+        name: {"model": SMALL, "options": spec.get("options", {})} if isinstance(spec, dict) else SMALL
+        for name, spec in data["models"].items()
+    }
     for node in data["nodes"].values():
         params = node.get("params", {})
         for key, cap in (
@@ -48,6 +51,7 @@ def test_there_are_examples() -> None:
         "cothink",
         "tree_search_code",
         "self_consistency_math",
+        "speculative",
     } <= names
 
 

@@ -198,6 +198,8 @@ def check_capabilities(caps: ModelCapabilities, needs: ModelCapabilities, *, mod
         missing.append("prefix continuation")
     if needs.prompt_scoring and not caps.prompt_scoring:
         missing.append("prompt scoring")
+    if needs.batch_invariant and not caps.batch_invariant:
+        missing.append("batch-invariant logits (load a local model with batch_invariant: true)")
     if missing:
         raise CapabilityError(f"{by} needs {', '.join(missing)}, which model {model_id} does not provide")
 

@@ -60,6 +60,7 @@ class FakeModel(Model):
                 prompt_scoring=True,
                 tokenizer_id=tokenizer_id,
                 n_ctx=4096,
+                batch_invariant=True,  # teacher forcing is one next_token_logprobs call per position
             ),
             **options,
         )

@@ -10,15 +10,32 @@ One :class:`_Engine` per (file, context size) is loaded per process and shared b
 concurrent callers are serialised without sharing llama.cpp state across threads. The engine
 keeps the tokens in its KV cache (``Llama.input_ids[:n_tokens]``); a call whose prompt shares a
 prefix with the previous one evaluates only the new suffix.
+
+Two load-time settings matter for correctness, not just speed:
+
+- ``batch_invariant=True`` makes a token's logits independent of how it was batched: evaluated
+  alone, in a prompt, or in a speculative-decoding verification batch of any size, at any
+  thread count, they are the same bits. llama.cpp's fast CPU kernels are not: weight repacking
+  (gemm for groups of four rows, gemv for the rest), the tiled K-quant matmul (8 rows and more),
+  the tiled flash-attention kernel (64 queries and more) and the split-KV attention path (one
+  query over 512 cells and more) each round differently from the one-token path, by up to ~0.5 in
+  a logit on Qwen2.5-Coder-1.5B. The setting turns them off: no extra buffer types, no tiled
+  matmul (``GGML_CPU_TILED_MM=0``, process-wide), flash attention on with a Q8_0 KV cache (which
+  takes neither tiled nor split-KV attention). A probe at load checks the result and raises if
+  the process's llama.cpp still differs. Cost: measured by ``bench/batch_numerics.py``.
+- On CPUs with AMX, llama.cpp's AMX weight buffers crash in ``ggml_backend_amx_mul_mat`` on
+  Q4_K_M models (upstream ggml-org/llama.cpp#20824, still open); extra buffer types are turned
+  off there (:func:`extra_buffers_safe`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -45,14 +62,16 @@ MAX_TOP_LOGPROBS = 100
 class _Engine:
     """One loaded llama.cpp model and context, driven from one thread."""
 
-    def __init__(self, path: Path, n_ctx: int, n_threads: int | None) -> None:
+    def __init__(self, path: Path, n_ctx: int, n_threads: int | None, batch_invariant: bool = False) -> None:
         import llama_cpp
 
         self.llama_cpp = llama_cpp
         self.path = path
+        self.batch_invariant = batch_invariant
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
+            self.llm = new_llama(
+                path,
+                batch_invariant=batch_invariant,
                 n_ctx=n_ctx,
                 n_threads=n_threads or os.cpu_count() or 1,
                 logits_all=False,
@@ -66,6 +85,32 @@ class _Engine:
         self.eot = {self.eos, *self._end_tokens()}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llamacpp-{path.stem}")
         self.chat_formatter = self._chat_formatter()
+        if batch_invariant:
+            self._probe_batch_invariance()
+
+    def _probe_batch_invariance(self) -> None:
+        """Raise unless 12 tokens give the same last logits in one batch as 11 + 1.
+
+        Twelve rows take every batched CPU path that the one-token path does not (repacked gemm
+        for groups of four, the tiled matmul from eight rows); one row takes gemv / vec_dot.
+        """
+        probe = self.llm.tokenize(b"def add(a, b):\n    return a + b\n\nprint(add(2, 3))")[:12]
+        whole = self.eval_prefix(probe).copy()
+        self.llm.n_tokens = 0
+        self.sync(probe[:-1])
+        alone = self.step(probe[-1]).copy()
+        self.llm.n_tokens = 0
+        self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        gap = float(np.max(np.abs(whole - alone)))
+        if gap != 0.0:
+            self.executor.shutdown()
+            self.llm.close()
+            raise ModelError(
+                f"batch_invariant: {self.path.name} gives different logits in a batch than alone "
+                f"(max difference {gap:.3g}) in this process. llama.cpp reads GGML_CPU_TILED_MM once, "
+                f"at its first matrix product (here: {os.environ.get('GGML_CPU_TILED_MM')!r}): set it to 0 "
+                "in the environment, or load batch-invariant models before any other model computes"
+            )
 
     def _end_tokens(self) -> set[int]:
         ends: set[int] = set()
@@ -158,8 +203,63 @@ class _Engine:
         return bytes(self.llm.detokenize([token]))
 
 
-_ENGINES: dict[tuple[str, int], _Engine] = {}
+_ENGINES: dict[tuple[str, int, bool], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
+
+
+def extra_buffers_safe() -> bool:
+    """Whether llama.cpp's extra weight buffer types (repacking, AMX) can be used here.
+
+    Not on CPUs with AMX: ``ggml_backend_amx_mul_mat`` crashes on Q4_K_M models
+    (ggml-org/llama.cpp#20824). Repacking would be safe but comes in the same switch.
+    """
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info()
+
+
+def reserve_batch_invariance() -> None:
+    """Turn llama.cpp's tiled matmul off for this process unless the environment says otherwise.
+
+    llama.cpp reads ``GGML_CPU_TILED_MM`` once, at the process's first matrix product, so this
+    must happen before any model computes; loading a ``batch_invariant`` model does it, and a
+    flow run does it for all its models at its start (:func:`forkpath.models._resolve.prepare_model`).
+    """
+    os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+
+
+def new_llama(path: str | Path, *, batch_invariant: bool = False, **kwargs: Any) -> Any:
+    """A ``llama_cpp.Llama`` for ``path`` loaded as forkpath loads models: extra weight buffers
+    only where they are safe, and with ``batch_invariant`` the settings of the module docstring.
+    ``kwargs`` go to ``Llama`` (``n_ctx``, ``n_threads``, ``logits_all``, ...)."""
+    import llama_cpp
+
+    if batch_invariant:
+        reserve_batch_invariance()
+        q8 = llama_cpp.GGML_TYPE_Q8_0
+        kwargs = {**kwargs, "flash_attn": True, "type_k": q8, "type_v": q8}
+    with model_params(use_extra_bufts=not batch_invariant and extra_buffers_safe()):
+        return llama_cpp.Llama(model_path=str(path), **kwargs)
+
+
+@contextlib.contextmanager
+def model_params(*, use_extra_bufts: bool) -> Iterator[None]:
+    """Load models with ``use_extra_bufts`` set, which ``llama_cpp.Llama`` has no argument for:
+    its constructor takes the defaults from ``llama_model_default_params``, patched here."""
+    import llama_cpp.llama_cpp as low
+
+    default = low.llama_model_default_params
+
+    def params() -> Any:
+        p = default()
+        p.use_extra_bufts = use_extra_bufts
+        return p
+
+    low.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = default
 
 
 @atexit.register
@@ -172,11 +272,11 @@ def _close_engines() -> None:
     _ENGINES.clear()
 
 
-def _engine(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:
-    key = (str(path.resolve()), n_ctx)
+def _engine(path: Path, n_ctx: int, n_threads: int | None, batch_invariant: bool) -> _Engine:
+    key = (str(path.resolve()), n_ctx, batch_invariant)
     with _ENGINES_LOCK:
         if key not in _ENGINES:
-            _ENGINES[key] = _Engine(path, n_ctx, n_threads)
+            _ENGINES[key] = _Engine(path, n_ctx, n_threads, batch_invariant)
         return _ENGINES[key]
 
 
@@ -189,6 +289,9 @@ class LlamaCppModel(Model):
         n_ctx: context size in tokens.
         n_threads: CPU threads (default: all cores).
         tokenizer_id: vocabulary identity; by default the file's tokenizer model and vocabulary size.
+        batch_invariant: load so that a token's logits are the same bits whether it is evaluated
+            alone or in a batch (needed for greedy speculative decoding to equal this model's own
+            greedy decoding); slower prefill, see the module docstring.
     """
 
     def __init__(
@@ -199,6 +302,7 @@ class LlamaCppModel(Model):
         n_ctx: int = 4096,
         n_threads: int | None = None,
         tokenizer_id: str | None = None,
+        batch_invariant: bool = False,
         **options: Any,
     ) -> None:
         path = Path(path)
@@ -211,7 +315,7 @@ class LlamaCppModel(Model):
                 "llama-cpp-python is not installed (pip install 'forkpath[local]')", model=model_id
             ) from e
         self.path = path
-        self._engine = _engine(path, n_ctx, n_threads)
+        self._engine = _engine(path, n_ctx, n_threads, batch_invariant)
         vocab_id = (
             tokenizer_id
             or f"{self._engine.llm.metadata.get('tokenizer.ggml.model', 'gguf')}-{self._engine.n_vocab}"
@@ -226,6 +330,7 @@ class LlamaCppModel(Model):
                 prompt_scoring=True,
                 tokenizer_id=vocab_id,
                 n_ctx=self._engine.n_ctx,
+                batch_invariant=batch_invariant,
             ),
             **{"max_concurrency": 1, **options},
         )

@@ -71,6 +71,8 @@ def static_capabilities(model_id: str, options: dict[str, Any] | None = None) ->
         "prefix_continuation": True,
         "prompt_scoring": True,
     }
+    if prefix in ("local", "llamacpp"):
+        full["batch_invariant"] = bool(options.get("batch_invariant", False))
     if prefix == "local":
         from forkpath.models import _local
 
@@ -79,11 +81,23 @@ def static_capabilities(model_id: str, options: dict[str, Any] | None = None) ->
         return ModelCapabilities(**full, tokenizer_id=options.get("tokenizer_id"))
     if prefix == "fake":
         return ModelCapabilities(
-            **{**full, "top_logprobs": 20}, tokenizer_id=options.get("tokenizer_id", "fake-ascii")
+            **{**full, "top_logprobs": 20, "batch_invariant": True},
+            tokenizer_id=options.get("tokenizer_id", "fake-ascii"),
         )
     from forkpath.models._litellm import capabilities_for
 
     return capabilities_for(model_id, options.get("api_base"))
+
+
+def prepare_model(model_id: str, options: dict[str, Any]) -> None:
+    """Process-wide setup ``model_id`` needs before any model of the process computes; a run
+    calls it for all its models first. Today: a ``batch_invariant`` llama.cpp model needs
+    llama.cpp's tiled matmul off (read once per process)."""
+    prefix = model_id.split("/", 1)[0]
+    if prefix in ("local", "llamacpp") and options.get("batch_invariant"):
+        from forkpath.models._llamacpp import reserve_batch_invariance
+
+        reserve_batch_invariance()
 
 
 def get_model(model_id: str, **options: Any) -> Model:

@@ -194,3 +194,6 @@ class ModelCapabilities(BaseModel):
     """Identity of the vocabulary; equal ids mean token ids can be mixed between models."""
     n_ctx: int | None = None
     """Context window in tokens, when known."""
+    batch_invariant: bool = False
+    """A token's logits are the same bits whether evaluated alone or in a batch, so batched
+    teacher forcing (C5) agrees exactly with one-token decoding (local ``batch_invariant: true``)."""

@@ -10,7 +10,8 @@ import pytest
 
 from forkpath import CapabilityError, ContextWindowError
 from forkpath.models import GenerateRequest, Message, TokenModel, get_model, log_softmax
-from forkpath.models._llamacpp import LlamaCppModel
+from forkpath.models._llamacpp import LlamaCppModel, new_llama
+from forkpath.routers._decode import teacher_force
 
 PROMPT = (Message(role="user", content="Write a Python function that returns the square of a number."),)
 
@@ -61,12 +62,10 @@ async def test_logprobs_agree_with_llama_cpp_python_logits_all(
     Evaluated in the same batch shapes (prompt, then one token at a time): a different batching
     changes the float results of the quantised kernels by up to ~1e-2, which is not what we test.
     """
-    import llama_cpp
-
     prompt = model.chat_prefix(PROMPT)
     result = await model.generate(GenerateRequest(prompt_tokens=tuple(prompt), max_tokens=6, top_logprobs=3))
     generated = [t.token_id for t in result.tokens]
-    reference = llama_cpp.Llama(model_path=str(smollm2_path), n_ctx=512, logits_all=True, verbose=False)
+    reference = new_llama(smollm2_path, n_ctx=512, logits_all=True, verbose=False)
     reference.eval(prompt)
     for info, token in zip(result.tokens, generated, strict=True):
         row = log_softmax(np.asarray(reference.scores[reference.n_tokens - 1]))
@@ -148,6 +147,30 @@ async def test_batched_teacher_forcing_matches_stepwise_and_keeps_the_cache(mode
     # The engine's cache now holds prefix + continuation: a following call reuses it.
     again = await model.generate(GenerateRequest(prompt_tokens=tuple(prefix), max_tokens=6))
     assert again.text == greedy.text
+
+
+async def test_batch_invariant_rows_are_the_one_token_logits_bit_for_bit(smollm2_path: Path) -> None:
+    """With ``batch_invariant`` a token's logits do not depend on its batch: teacher forcing in one
+    batch (and in chunks of 5 and 9), decoding one token at a time, and a prompt evaluated whole
+    all give the same bits, also past 64 queries in a batch and 512 tokens of context (where
+    llama.cpp's attention changes kernels) and with two threads."""
+    model = LlamaCppModel("local/smollm2-exact", smollm2_path, n_ctx=2048, n_threads=2, batch_invariant=True)
+    assert model.capabilities.batch_invariant
+    words = " ".join(f"item{i}" for i in range(400))  # well over 512 tokens
+    prefix = model.chat_prefix((Message(role="user", content=f"Repeat the last item of: {words}"),))
+    assert len(prefix) > 600
+    greedy = await model.generate(GenerateRequest(prompt_tokens=tuple(prefix), max_tokens=70))
+    continuation = [t.token_id for t in greedy.tokens if t.token_id is not None]
+    assert len(continuation) > 64
+    whole = await model.continuation_logprobs(prefix, continuation)
+    for chunk in (5, 9):  # as speculative decoding verifies: a few tokens at a time
+        assert np.array_equal(await teacher_force(model, prefix, continuation, chunk=chunk), whole)
+    for i in (0, 1, 17, len(continuation)):
+        stepwise = await model.next_token_logprobs([*prefix, *continuation[:i]])
+        assert np.array_equal(stepwise, whole[i])
+    model._engine.llm.n_tokens = 0  # cold: the whole prompt and continuation in one batch
+    cold = await model.next_token_logprobs([*prefix, *continuation])
+    assert np.array_equal(cold, whole[-1])
 
 
 async def test_batched_verification_evaluates_nothing_the_cache_holds(model: LlamaCppModel) -> None:

@@ -77,6 +77,18 @@ async def test_needs_a_shared_tokenizer_and_sane_draft_lengths() -> None:
         speculative_decoding(draft_tokens=9, max_draft_tokens=8)
 
 
+async def test_greedy_needs_a_batch_invariant_target_and_sampling_does_not() -> None:
+    small = FakeModel("fake/small", script={"Q?": ["abcdefgh"]})
+    large = FakeModel("fake/large", script={"Q?": ["abcdefgh"]})
+    large.capabilities = large.capabilities.model_copy(update={"batch_invariant": False})
+    context = Context({"small": small, "large": large})
+    with pytest.raises(CapabilityError, match=r"batch-invariant logits .*batch_invariant: true.*fake/large"):
+        await speculative_decoding()(TASK, context)
+    assert large.calls == 0
+    result = await speculative_decoding(temperature=1.0, max_tokens=4)(TASK, context)
+    assert result.info["tokens"] == 4
+
+
 def test_greedy_rule_keeps_the_agreeing_prefix() -> None:
     rows = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]))
     assert accept_draft_greedy(rows, [0, 1]) == (2, 2)  # all kept, bonus argmax 2
