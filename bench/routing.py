@@ -398,7 +398,12 @@ def report(
     print(
         f"## Routing on HumanEval/0..{n - 1} ({n} problems), {SMALL} -> {LARGE}, greedy, max {args.max_tokens} tokens"
     )
-    print(f"calibration: HumanEval/144..{143 + args.calib_limit}; total run {total_s / 60:.1f} min\n")
+    calibrated = (
+        f"calibration: HumanEval/144..{143 + args.calib_limit}"
+        if calibration["routers"]
+        else "no calibration"
+    )
+    print(f"{calibrated}; total run {total_s / 60:.1f} min\n")
     print(f"| {'method':<26} | pass@1 | large share | wall s | wall vs large |")
     print(f"|{'-' * 28}|--------|-------------|--------|---------------|")
     for name, results in rows.items():

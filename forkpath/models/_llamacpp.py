@@ -5,7 +5,7 @@ keeps every position's logits and runs about ten times slower. We read only the 
 logits (``llama_get_logits_ith(ctx, -1)``, a view, no copy), which gives top-k logprobs and the
 entropy of the full distribution at plain-generation speed.
 
-One :class:`_Engine` per (file, context size) is loaded per process and shared by every
+One :class:`_Engine` per (file, context size, batch invariance) is loaded per process and shared by every
 :class:`LlamaCppModel` on it. All work on an engine runs on its single-thread executor, so
 concurrent callers are serialised without sharing llama.cpp state across threads. The engine
 keeps the tokens in its KV cache (``Llama.input_ids[:n_tokens]``); a call whose prompt shares a
@@ -167,8 +167,8 @@ class _Engine:
         ``n_rows`` tokens, as one ``(n_rows, n_vocab)`` array, computed in one batch.
 
         This is what speculative decoding's verification and teacher-forced scoring need.
-        Batched evaluation gives float results that can differ from one-token-at-a-time
-        evaluation by ~1e-2 in logprob (different kernel shapes); compare like with like.
+        Unless the engine is batch-invariant, batched evaluation gives float results that differ
+        from one-token-at-a-time evaluation (up to ~0.5 in a logit; see the module docstring).
         """
         if not 0 < n_rows <= min(len(tokens), self.llm.n_batch):
             raise ModelError(f"n_rows must be in 1..{min(len(tokens), self.llm.n_batch)}, got {n_rows}")
