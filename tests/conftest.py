@@ -15,6 +15,8 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # Batch-invariant llama.cpp models need the tiled matmul off, which llama.cpp reads once per
 # process; tests load such models after others have computed, so it is off for the whole run.
+# Default-mode tests therefore run without the tiled matmul (results are compared like with like);
+# tests/routers/test_local_models.py checks in a subprocess what happens when it is on.
 os.environ.setdefault("GGML_CPU_TILED_MM", "0")
 
 SMOLLM2 = "local/smollm2-135m"

@@ -21,8 +21,9 @@ Two load-time settings matter for correctness, not just speed:
   query over 512 cells and more) each round differently from the one-token path, by up to ~0.5 in
   a logit on Qwen2.5-Coder-1.5B. The setting turns them off: no extra buffer types, no tiled
   matmul (``GGML_CPU_TILED_MM=0``, process-wide), flash attention on with a Q8_0 KV cache (which
-  takes neither tiled nor split-KV attention). A probe at load checks the result and raises if
-  the process's llama.cpp still differs. Cost: measured by ``bench/batch_numerics.py``.
+  takes neither tiled nor split-KV attention). A probe at load checks the matmul paths bit for
+  bit and raises if the process's llama.cpp still differs (the tests also check the attention
+  paths, past 64 queries and 512 cells). Cost: measured by ``bench/batch_numerics.py``.
 - On CPUs with AMX, llama.cpp's AMX weight buffers crash in ``ggml_backend_amx_mul_mat`` on
   Q4_K_M models (upstream ggml-org/llama.cpp#20824, still open); extra buffer types are turned
   off there (:func:`extra_buffers_safe`).
@@ -91,26 +92,42 @@ class _Engine:
     def _probe_batch_invariance(self) -> None:
         """Raise unless 12 tokens give the same last logits in one batch as 11 + 1.
 
-        Twelve rows take every batched CPU path that the one-token path does not (repacked gemm
-        for groups of four, the tiled matmul from eight rows); one row takes gemv / vec_dot.
+        Twelve rows take every batched matmul path that the one-token path does not (repacked
+        gemm for groups of four, the tiled matmul from eight rows); one row takes gemv / vec_dot.
+        The attention paths that differ (tiled from 64 queries, split-KV from 512 cells) are not
+        probed: the Q8_0 KV cache keeps them out, and the tests check them (past 64 and 512).
         """
-        probe = self.llm.tokenize(b"def add(a, b):\n    return a + b\n\nprint(add(2, 3))")[:12]
-        whole = self.eval_prefix(probe).copy()
-        self.llm.n_tokens = 0
-        self.sync(probe[:-1])
-        alone = self.step(probe[-1]).copy()
+        text = b"def add(a, b):\n    return a + b\n\nprint(add(2, 3))\n"
+        probe = (self.llm.tokenize(text) * 12)[:12]
+        try:
+            whole = self.eval_prefix(probe).copy()
+            self.llm.n_tokens = 0
+            self.sync(probe[:-1])
+            alone = self.step(probe[-1]).copy()
+        except BaseException:
+            self.close()
+            raise
         self.llm.n_tokens = 0
         self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         gap = float(np.max(np.abs(whole - alone)))
-        if gap != 0.0:
-            self.executor.shutdown()
-            self.llm.close()
-            raise ModelError(
-                f"batch_invariant: {self.path.name} gives different logits in a batch than alone "
-                f"(max difference {gap:.3g}) in this process. llama.cpp reads GGML_CPU_TILED_MM once, "
-                f"at its first matrix product (here: {os.environ.get('GGML_CPU_TILED_MM')!r}): set it to 0 "
-                "in the environment, or load batch-invariant models before any other model computes"
-            )
+        if gap == 0.0:
+            return
+        self.close()
+        tiled = os.environ.get("GGML_CPU_TILED_MM")
+        why = (
+            "this llama.cpp build rounds batches differently even with the batch-invariant settings"
+            if tiled == "0"
+            else f"llama.cpp reads GGML_CPU_TILED_MM once, at its first matrix product (here: {tiled!r}): "
+            "set it to 0 in the environment, or load batch-invariant models before any other model computes"
+        )
+        raise ModelError(
+            f"batch_invariant: {self.path.name} gives different logits in a batch than alone "
+            f"(max difference {gap:.3g}) in this process; {why}"
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.llm.close()
 
     def _end_tokens(self) -> set[int]:
         ends: set[int] = set()
@@ -222,8 +239,9 @@ def reserve_batch_invariance() -> None:
     """Turn llama.cpp's tiled matmul off for this process unless the environment says otherwise.
 
     llama.cpp reads ``GGML_CPU_TILED_MM`` once, at the process's first matrix product, so this
-    must happen before any model computes; loading a ``batch_invariant`` model does it, and a
-    flow run does it for all its models at its start (:func:`forkpath.models._resolve.prepare_model`).
+    must happen before any model computes. Loading a ``batch_invariant`` model does it, and a
+    flow run does it for all its models at its start (:func:`forkpath.models._resolve.prepare_model`);
+    in a process where some model computed earlier that is too late, and the load probe says so.
     """
     os.environ.setdefault("GGML_CPU_TILED_MM", "0")
 
@@ -248,18 +266,22 @@ def model_params(*, use_extra_bufts: bool) -> Iterator[None]:
     its constructor takes the defaults from ``llama_model_default_params``, patched here."""
     import llama_cpp.llama_cpp as low
 
-    default = low.llama_model_default_params
+    with _PARAMS_LOCK:  # one patch at a time: a second would save the first's as the default
+        default = low.llama_model_default_params
 
-    def params() -> Any:
-        p = default()
-        p.use_extra_bufts = use_extra_bufts
-        return p
+        def params() -> Any:
+            p = default()
+            p.use_extra_bufts = use_extra_bufts
+            return p
 
-    low.llama_model_default_params = params
-    try:
-        yield
-    finally:
-        low.llama_model_default_params = default
+        low.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = default
+
+
+_PARAMS_LOCK = threading.Lock()
 
 
 @atexit.register
@@ -267,8 +289,7 @@ def _close_engines() -> None:
     # Free llama.cpp models while the interpreter is still whole; at shutdown the library's own
     # finalisers run after their module globals are gone and print errors.
     for engine in _ENGINES.values():
-        engine.executor.shutdown(wait=True)
-        engine.llm.close()
+        engine.close()
     _ENGINES.clear()
 
 
@@ -334,6 +355,11 @@ class LlamaCppModel(Model):
             ),
             **{"max_concurrency": 1, **options},
         )
+
+    @property
+    def cache_identity(self) -> str:
+        """A batch-invariant load decodes differently from a default one: separate cache entries."""
+        return f"{self.id}+batch_invariant" if self._engine.batch_invariant else self.id
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._engine.executor, fn, *args)

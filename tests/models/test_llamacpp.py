@@ -149,13 +149,17 @@ async def test_batched_teacher_forcing_matches_stepwise_and_keeps_the_cache(mode
     assert again.text == greedy.text
 
 
-async def test_batch_invariant_rows_are_the_one_token_logits_bit_for_bit(smollm2_path: Path) -> None:
+async def test_batch_invariant_rows_are_the_one_token_logits_bit_for_bit(
+    model: LlamaCppModel, smollm2_path: Path
+) -> None:
     """With ``batch_invariant`` a token's logits do not depend on its batch: teacher forcing in one
     batch (and in chunks of 5 and 9), decoding one token at a time, and a prompt evaluated whole
     all give the same bits, also past 64 queries in a batch and 512 tokens of context (where
     llama.cpp's attention changes kernels) and with two threads."""
-    model = LlamaCppModel("local/smollm2-exact", smollm2_path, n_ctx=2048, n_threads=2, batch_invariant=True)
-    assert model.capabilities.batch_invariant
+    default = model
+    model = LlamaCppModel("local/smollm2-135m", smollm2_path, n_ctx=2048, n_threads=2, batch_invariant=True)
+    assert model.capabilities.batch_invariant and not default.capabilities.batch_invariant
+    assert model.cache_identity != default.cache_identity  # they decode differently: no shared cache
     words = " ".join(f"item{i}" for i in range(400))  # well over 512 tokens
     prefix = model.chat_prefix((Message(role="user", content=f"Repeat the last item of: {words}"),))
     assert len(prefix) > 600
@@ -168,7 +172,7 @@ async def test_batch_invariant_rows_are_the_one_token_logits_bit_for_bit(smollm2
     for i in (0, 1, 17, len(continuation)):
         stepwise = await model.next_token_logprobs([*prefix, *continuation[:i]])
         assert np.array_equal(stepwise, whole[i])
-    model._engine.llm.n_tokens = 0  # cold: the whole prompt and continuation in one batch
+    model._engine.llm.n_tokens = 0  # cold: prompt and continuation in batches of 512, not as decoded
     cold = await model.next_token_logprobs([*prefix, *continuation])
     assert np.array_equal(cold, whole[-1])
 

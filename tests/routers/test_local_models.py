@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from forkpath import CapabilityError, Task
+from forkpath import ConfigError, Task
+from forkpath.flows import Flow
 from forkpath.models import GenerateRequest, get_model
 from forkpath.models._local import is_present
 from forkpath.strategies._base import Context
@@ -61,11 +63,28 @@ async def test_speculative_greedy_is_token_for_token_the_large_model(pair: Conte
     assert 0.5 < result.info["acceptance_rate"] <= 1.0
 
 
-@qwen
-async def test_greedy_speculative_refuses_a_target_that_is_not_batch_invariant() -> None:
-    context = Context({"small": get_model(SMALL), "large": get_model(LARGE)})
-    with pytest.raises(CapabilityError, match="batch-invariant"):
-        await speculative_decoding(max_tokens=8)(humaneval(0), context)
+def test_a_flow_with_greedy_speculative_decoding_needs_a_batch_invariant_large_model(tmp_path: Path) -> None:
+    """Checked when the flow is validated, from the model options, before any model loads."""
+    flow = """name: spec
+models:
+  small: local/qwen2.5-coder-0.5b
+  large: local/qwen2.5-coder-1.5b
+nodes:
+  solve: {strategy: speculative_decoding}
+edges:
+  - {from: solve, to: end}
+"""
+    path = tmp_path / "spec.yaml"
+    path.write_text(flow)
+    with pytest.raises(ConfigError, match=r"spec.yaml:6: speculative_decoding .*batch-invariant"):
+        Flow.from_yaml(path)
+    path.write_text(
+        flow.replace(
+            "large: local/qwen2.5-coder-1.5b",
+            "large: {model: local/qwen2.5-coder-1.5b, options: {batch_invariant: true}}",
+        )
+    )
+    Flow.from_yaml(path)
 
 
 @qwen
