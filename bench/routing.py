@@ -148,6 +148,8 @@ async def calibrate(
 
 NO_CALIBRATION: dict[str, Any] = {"routers": {}, "thresholds": {}, "label_tokens": 0}
 """What stands for calibration when ``--only`` picks methods that need no router."""
+UNCALIBRATED = ("small", "large", "speculative")
+"""Name prefixes of the methods that need no router."""
 
 
 def load_calibration(out: Path) -> dict[str, Any]:
@@ -277,8 +279,7 @@ async def main() -> None:
     prompt = small.chat_prefix(task_messages(eval_tasks[0]))  # type: ignore[attr-defined]
     speeds = await measure_speeds(small, large, prompt)
     (args.out / "speeds.json").write_text(json.dumps(speeds, indent=1))
-    uncalibrated = ("small", "large", "speculative")
-    if args.only and all(p.strip().startswith(uncalibrated) for p in args.only.split(",")):
+    if args.only and all(p.strip().startswith(UNCALIBRATED) for p in args.only.split(",")):
         calibration = dict(NO_CALIBRATION)
     elif args.reuse_calibration:
         calibration = load_calibration(args.out)
@@ -335,7 +336,7 @@ async def report_from(args: Any, verifier: Any) -> None:
         prompt = small.chat_prefix(task_messages(humaneval_task(0)))  # type: ignore[attr-defined]
         speeds = await measure_speeds(small, large, prompt)
         speeds_file.write_text(json.dumps(speeds, indent=1))
-    needs_routers = any(not name.startswith(("small", "large", "speculative")) for name in rows)
+    needs_routers = any(not name.startswith(UNCALIBRATED) for name in rows)
     calibration = load_calibration(args.out) if needs_routers else dict(NO_CALIBRATION)
     calibration["divergences"] = await divergences(large, rows)
     report(rows, speeds, calibration, args, float("nan"))

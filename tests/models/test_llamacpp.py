@@ -163,10 +163,12 @@ async def test_batch_invariant_rows_are_the_one_token_logits_bit_for_bit(
     words = " ".join(f"item{i}" for i in range(400))  # well over 512 tokens
     prefix = model.chat_prefix((Message(role="user", content=f"Repeat the last item of: {words}"),))
     assert len(prefix) > 600
-    greedy = await model.generate(GenerateRequest(prompt_tokens=tuple(prefix), max_tokens=70))
+    greedy = await model.generate(GenerateRequest(prompt_tokens=tuple(prefix), max_tokens=70, logprobs=True))
     continuation = [t.token_id for t in greedy.tokens if t.token_id is not None]
     assert len(continuation) > 64
     whole = await model.continuation_logprobs(prefix, continuation)
+    # generate decoded one token at a time: its logprobs are the batch's, to the bit.
+    assert [t.logprob for t in greedy.tokens] == [float(whole[i, t]) for i, t in enumerate(continuation)]
     for chunk in (5, 9):  # as speculative decoding verifies: a few tokens at a time
         assert np.array_equal(await teacher_force(model, prefix, continuation, chunk=chunk), whole)
     for i in (0, 1, 17, len(continuation)):
