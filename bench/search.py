@@ -45,14 +45,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forkpath import Task
+from forkpath import Task, humaneval_tasks
 from forkpath.models import Model, get_model
 from forkpath.store import Store, open_store
 from forkpath.strategies import Context, Strategy, strategies
 from forkpath.strategies._beam_search import beam_search  # noqa: F401 - registers the searches
 from forkpath.strategies._mcts import mcts  # noqa: F401
 from forkpath.strategies._token_tree_search import token_tree_search  # noqa: F401
-from forkpath.verifiers import PythonTestsVerifier, Verdict, humaneval_tasks
+from forkpath.verifiers import PythonTestsVerifier, Verdict
 
 ROWS = ("greedy", "best_of_n", "beam_search", "mcts", "token_tree_search", "tts_cache_on", "tts_cache_off")
 CACHE_ROWS = ("tts_cache_on", "tts_cache_off")

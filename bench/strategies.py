@@ -178,7 +178,7 @@ async def ensure_threshold(model: Model) -> None:
         return
     except Exception:
         pass
-    from forkpath.verifiers import humaneval_task
+    from forkpath import humaneval_task
 
     tasks = [humaneval_task(i) for i in CALIBRATION_SUBSET]
     started = time.perf_counter()
@@ -193,7 +193,8 @@ async def ensure_threshold(model: Model) -> None:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    from forkpath.verifiers import load_task, make_verifier
+    from forkpath import load_task
+    from forkpath.verifiers import make_verifier
 
     # One thread: on a shared 2-core machine llama.cpp's spinning threads slow each other down 4x.
     model = get_model(args.model, n_threads=args.threads)

@@ -33,7 +33,8 @@ def reference(workers: int) -> tuple[float, int]:
 
 
 def forkpath(workers: int) -> tuple[float, int, str]:
-    from forkpath.verifiers import Limits, PythonTestsVerifier, Sandbox, humaneval_tasks
+    from forkpath import humaneval_tasks
+    from forkpath.verifiers import Limits, PythonTestsVerifier, Sandbox
 
     tasks = humaneval_tasks()
 

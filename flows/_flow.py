@@ -15,11 +15,12 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from forkpath import Budget, BudgetLimits
 from forkpath._errors import ConfigError
 from forkpath._trace import TraceEvent, Tracer
 from forkpath._types import Task
@@ -28,7 +29,6 @@ from forkpath.flows._validate import flow_graph, validate
 from forkpath.flows._yaml import LineMap, load_yaml, load_yaml_file, render_validation_error
 from forkpath.models import Usage, usage_meter
 from forkpath.store import StoreConfig
-from forkpath.strategies import Budget, BudgetLimits
 
 
 class FlowResult(BaseModel):
@@ -47,6 +47,8 @@ class FlowResult(BaseModel):
     """One entry per node execution, in order: node, kind, passed, score, ..."""
     usage: dict[str, Usage] = Field(default_factory=dict)
     """Calls, tokens and cost per model over the whole run."""
+    stopped: Literal["done", "budget"] = "done"
+    """``budget`` when the run's budget ran out (the answer is the best found before it did)."""
     trace: list[TraceEvent] = Field(default_factory=list)
     trace_path: str | None = None
 
@@ -190,6 +192,16 @@ class Flow:
 
         return mermaid(self.spec, flow_graph(self.spec))
 
+    def draw(self, path: str | Path) -> Path:
+        """Draw the flow to an ``.svg`` or ``.png`` file."""
+        from forkpath.flows._draw import draw
+
+        path = Path(path)
+        if path.suffix not in (".svg", ".png"):
+            raise ConfigError(f"a drawing goes to an .svg or .png file, not {path.suffix or 'no suffix'}")
+        draw(self.spec, flow_graph(self.spec), path)
+        return path
+
     # -- running -----------------------------------------------------------------------------------
     def open_store(self) -> Any:
         """The store the flow's ``store:`` block names (None without one); the caller closes it."""
@@ -225,7 +237,7 @@ class Flow:
         if own_store:
             store = self.open_store()
         cache = spec.store.generation_cache(store) if spec.store is not None and store is not None else None
-        runtime = FlowRuntime(spec, self.base_dir, cache=cache)
+        runtime = FlowRuntime(spec, self.base_dir, store=store, cache=cache)
         if budget is not None:
             runtime.budget = budget
         initial: Any = (
@@ -264,6 +276,7 @@ class Flow:
             candidates=state.get("candidates", []),
             steps=state.get("steps", []),
             usage=dict(meter.by_model),
+            stopped="budget" if _budget_stopped(runtime.budget, state.get("steps", [])) else "done",
             trace=tracer.events,
             trace_path=str(trace_path) if trace_path else None,
         )
@@ -281,6 +294,11 @@ class Flow:
     def run_sync(self, task: Task, **options: Any) -> FlowResult:
         """:meth:`run` for scripts: runs its own event loop."""
         return asyncio.run(self.run(task, **options))
+
+
+def _budget_stopped(budget: Budget, steps: list[dict[str, Any]]) -> bool:
+    """Whether the budget cut the run short: it ran out, or a strategy stopped because of it."""
+    return budget.exhausted() is not None or any(step.get("stopped") == "budget" for step in steps)
 
 
 __all__ = ["END", "Flow", "FlowResult"]

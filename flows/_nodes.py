@@ -15,13 +15,13 @@ from typing import Annotated, Any, TypedDict
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field
 
+from forkpath import Budget
 from forkpath._errors import ConfigError
 from forkpath._trace import NodeEvent, emit, span
 from forkpath._types import Task
 from forkpath.flows._schema import FlowSpec, NodeSpec
-from forkpath.models import GenerateRequest, Message, Model, get_model
-from forkpath.models._resolve import prepare_model
-from forkpath.strategies import Budget, Context, strategies
+from forkpath.models import GenerateRequest, Message, Model, get_model, prepare_model
+from forkpath.strategies import Context, strategies
 
 
 def _last(_: Any, new: Any) -> Any:
@@ -78,10 +78,13 @@ class _LazyModels(Mapping[str, Model]):
 class FlowRuntime:
     """Everything one flow run shares: its models, verifiers, budget and store."""
 
-    def __init__(self, spec: FlowSpec, base_dir: Path, *, cache: Any = None) -> None:
+    def __init__(self, spec: FlowSpec, base_dir: Path, *, store: Any = None, cache: Any = None) -> None:
         self.spec = spec
         self.base_dir = base_dir
         self.budget = Budget(spec.budget)
+        self.store = store
+        """The flow's open store (None without a ``store:`` block): strategies share search trees
+        through it, so workers of one batch or several processes on one Redis grow one tree."""
         self.cache = cache
         self._models: dict[str, Model] = {}
         self._verifiers: dict[tuple[str, str], Any] = {}
@@ -185,7 +188,12 @@ async def _run_strategy(name: str, node: NodeSpec, runtime: FlowRuntime, state: 
         params["seed"] = int(params.get("seed", 0)) + visit
     strategy = strategies.create(node.strategy, **params)
     roles = {n: n for n in runtime.spec.models} | node.models
-    context = Context(models=_LazyModels(runtime, roles), verifier=runtime.verifier(), budget=runtime.budget)
+    context = Context(
+        models=_LazyModels(runtime, roles),
+        verifier=runtime.verifier(),
+        budget=runtime.budget,
+        store=runtime.store,
+    )
     result = await strategy(task_of(state), context)
     chosen = result.candidates[result.chosen] if result.chosen is not None else None
     return {

@@ -26,9 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from forkpath.batch import DatasetSpec
+from forkpath import BudgetLimits, DatasetSpec
 from forkpath.store import StoreConfig
-from forkpath.strategies import BudgetLimits
 
 END = "end"
 NodeKind = Literal["strategy", "verifier", "model", "prompt", "join", "flow"]

@@ -19,8 +19,7 @@ from forkpath._errors import ConfigError, ForkpathError
 from forkpath._types import Task
 from forkpath.flows._schema import END, FlowSpec, NodeSpec
 from forkpath.flows._yaml import LineMap
-from forkpath.models._base import check_capabilities
-from forkpath.models._resolve import static_capabilities
+from forkpath.models import check_capabilities, check_model
 
 STATE_NAMES = {"answer", "passed", "score", "visits", "budget", "steps", "task", "prompt"}
 """Names a template or condition may use besides the task's fields."""
@@ -67,7 +66,7 @@ def _check_names(spec: FlowSpec, lines: LineMap, base_dir: Path | None) -> None:
         raise lines.error(f"nodes: {END!r} is reserved for the end of the flow", ("nodes", END))
     for role, model in spec.models.items():
         try:
-            static_capabilities(model.model, model.options)
+            check_model(model.model, model.options)
         except ForkpathError as e:
             raise lines.error(f"models.{role}: {e}", ("models", role)) from None
     if spec.verifier is not None:
@@ -202,7 +201,7 @@ def _check_strategy(spec: FlowSpec, name: str, node: NodeSpec, lines: LineMap) -
         model = spec.models[target]
         try:
             check_capabilities(
-                static_capabilities(model.model, model.options),
+                check_model(model.model, model.options),
                 needs,
                 model_id=model.model,
                 by=f"{node.strategy} (node {name})",

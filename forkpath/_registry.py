@@ -16,8 +16,9 @@ Third-party packages add components through the entry-point group ``forkpath.<ki
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar, get_type_hints
 
@@ -42,22 +43,43 @@ class Registered(BaseModel):
 class Registry(Generic[T]):
     """Factories of one kind, by name."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, noun: str | None = None) -> None:
         self.kind = kind
+        self.noun = noun or kind
+        """How one of them is called in messages (``verifier`` for the ``verifiers`` registry)."""
         self._factories: dict[str, Callable[..., T]] = {}
         self._entry_points_loaded = False
 
     def register(self, name: str | None = None) -> Callable[[F], F]:
-        """Decorator: register a factory under ``name`` (default: its function name)."""
+        """Decorator: register a factory under ``name`` (default: its function name).
+
+        A factory function is wrapped so that what it makes records its name and arguments
+        (:class:`Registered`) however it is called: through :meth:`create`, or directly.
+        """
 
         def decorate(factory: F) -> F:
             key = name or factory.__name__
             if key in self._factories and self._factories[key] is not factory:
                 raise ConfigError(f"{self.kind} {key!r} is registered twice")
-            self._factories[key] = factory
-            return factory
+            made = self._recording(key, factory) if inspect.isfunction(factory) else factory
+            self._factories[key] = made
+            return made  # type: ignore[return-value]
 
         return decorate
+
+    def _recording(self, key: str, factory: Callable[..., T]) -> Callable[..., T]:
+        signature = inspect.signature(factory)
+
+        @functools.wraps(factory)
+        def make(*args: Any, **kwargs: Any) -> T:
+            made = factory(*args, **kwargs)
+            params = dict(signature.bind(*args, **kwargs).arguments)
+            # Plain functions and frozen objects cannot carry it; they are still valid components.
+            with contextlib.suppress(AttributeError, TypeError):
+                made.registered = Registered(kind=self.kind, name=key, params=params)  # type: ignore[attr-defined]
+            return made
+
+        return make
 
     def names(self) -> list[str]:
         self._load_entry_points()
@@ -106,10 +128,32 @@ class Registry(Generic[T]):
         factory = self.get(name)
         validated = self.validate(name, params)
         made = factory(**validated)
-        # Plain functions and frozen objects cannot carry it; they are still valid components.
+        # Record the arguments as given (the factory saw them validated); objects that cannot
+        # carry it are still valid components.
         with contextlib.suppress(AttributeError, TypeError):
             made.registered = Registered(kind=self.kind, name=name, params=params)  # type: ignore[attr-defined]
         return made
+
+    def make(self, spec: Any, *, base: type | None = None) -> T:
+        """Build a component from a spec: a registry name, a mapping ``{"name": ..., **params}``,
+        or (when ``base`` is given) an object that already is one.
+
+        Example:
+            >>> verifiers.make({"name": "python_tests", "limits": {"timeout_s": 5}})
+        """
+        if isinstance(spec, str):
+            return self.create(spec)
+        if isinstance(spec, Mapping):
+            params = dict(spec)
+            name = params.pop("name", None)
+            if not isinstance(name, str):
+                raise ConfigError(
+                    f"a {self.kind} spec needs a 'name' naming a registered one; got {dict(spec)!r}"
+                )
+            return self.create(name, **params)
+        if base is not None and isinstance(spec, base):
+            return spec  # type: ignore[return-value]
+        raise ConfigError(f"not a {self.noun} spec: {spec!r:.200} (give a name or a mapping with 'name')")
 
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:

@@ -44,6 +44,9 @@ class ModelCallEvent(_Event):
     cost: float = 0.0
     sample_index: int = 0
     finish_reason: str = "unknown"
+    """Why generation ended; ``token_level`` for next-token and teacher-forcing calls."""
+    calls: int = 1
+    """Request-equivalents this event stands for (token-level work is charged in batches)."""
 
 
 class VerdictEvent(_Event):
@@ -62,6 +65,8 @@ class StrategyEvent(_Event):
     params: dict[str, Any] = Field(default_factory=dict)
     stopped: str | None = None
     """At ``end``: why it stopped (done, early_stop, budget, ...)."""
+    info: dict[str, Any] = Field(default_factory=dict)
+    """At ``end``: the strategy's own numbers (votes, pauses, acceptance rate, rounds, ...)."""
 
 
 class ExpansionEvent(_Event):
@@ -71,6 +76,21 @@ class ExpansionEvent(_Event):
     text: str = ""
     value: float | None = None
     visits: int = 0
+
+
+class SearchPathEvent(_Event):
+    """The end of a search: which tree it grew and the path to the answer it chose."""
+
+    type: Literal["search_path"] = "search_path"
+    search: str
+    """The tag of the search's nodes (their ``ExpansionEvent.node`` is ``<search>:<key>``)."""
+    strategy: str
+    namespace: str
+    """The store namespace of the tree."""
+    path: list[str] = Field(default_factory=list)
+    """Node ids from the root to the chosen answer."""
+    nodes: int = 0
+    """Nodes in the tree."""
 
 
 class RoutingEvent(_Event):
@@ -99,6 +119,8 @@ class NodeEvent(_Event):
 
 
 class NoteEvent(_Event):
+    """A free-form note (for plugins; forkpath's own components emit typed events)."""
+
     type: Literal["note"] = "note"
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
@@ -109,6 +131,7 @@ TraceEvent = Annotated[
     | VerdictEvent
     | StrategyEvent
     | ExpansionEvent
+    | SearchPathEvent
     | RoutingEvent
     | BudgetEvent
     | NodeEvent

@@ -91,7 +91,7 @@ class Router(Protocol):
         ...
 
 
-routers: Registry[Router] = Registry("routers")
+routers: Registry[Router] = Registry("routers", noun="router")
 """Router factories by name: ``entropy``, ``top1``, ``margin``, ``window_entropy``, ``chow_sum``,
 ``chow_mean``, ``chow_quantile``, ``verdict``, ``threshold`` and ``file`` (a saved router)."""
 
@@ -107,21 +107,9 @@ def make_router(spec: RouterSpec) -> Router:
         >>> make_router({"name": "top1", "threshold": 0.4})
         >>> make_router("runs/router.json")
     """
-    if isinstance(spec, str):
-        if spec.endswith(".json") or Path(spec).is_file():
-            return load_router(spec)
-        return routers.create(spec)
-    if isinstance(spec, Mapping):
-        params = dict(spec)
-        name = params.pop("name", None)
-        if not isinstance(name, str):
-            raise ConfigError(f"a router spec needs a 'name' naming a registered router; got {dict(spec)!r}")
-        return routers.create(name, **params)
-    if isinstance(spec, Router):
-        return spec
-    raise ConfigError(
-        f"not a router spec: {spec!r} (give a name, a mapping with 'name', a .json path or a Router)"
-    )
+    if isinstance(spec, str) and (spec.endswith(".json") or Path(spec).is_file()):
+        return load_router(spec)
+    return routers.make(spec, base=Router)
 
 
 def save_router(router: Router, path: str | Path) -> Path:

@@ -19,8 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from forkpath.models import GenerateResult
-from forkpath.models._uncertainty import entropy_lower, entropy_renorm
+from forkpath.models import GenerateResult, entropy_lower, entropy_renorm
 
 Estimator = Literal["full", "lower", "renorm"]
 """How ``entropy`` is computed: the full distribution, or H_lower / H_renorm from the top-k."""

@@ -32,9 +32,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from forkpath._errors import ConfigError
+from forkpath._prompts import answer_request, task_messages
 from forkpath._types import Task
-from forkpath.models import GenerateRequest, Model, require_shared_tokenizer
-from forkpath.routers._decode import end_tokens, teacher_force, token_model
+from forkpath.models import GenerateRequest, Model, require_shared_tokenizer, teacher_force, token_model
 from forkpath.routers._features import (
     UncertaintyWindow,
     result_features,
@@ -176,11 +176,10 @@ async def label_tokens(
         window: positions in the window features (use the strategy's setting).
         prompt: the user-message template the strategy will use.
     """
-    from forkpath.strategies._prompts import task_messages  # strategies import routers, not the reverse
 
     require_shared_tokenizer(small, large, by="router label")
     s_tok, l_tok = token_model(small, by="router label"), token_model(large, by="router label")
-    ends = end_tokens(small)
+    ends = s_tok.end_tokens
     labels: list[TokenLabel] = []
     for task in tasks:
         prefix = s_tok.chat_prefix(task_messages(task, prompt))
@@ -247,7 +246,6 @@ async def record_queries(
     The small model's request is the one the ``cascade`` strategy sends, so the features match
     live traffic.
     """
-    from forkpath.strategies._cascade import answer_request  # strategies import routers, not the reverse
 
     records: list[QueryRecord] = []
     for task in tasks:

@@ -17,12 +17,10 @@ from forkpath.strategies._alphacodium import alphacodium
 from forkpath.strategies._base import Candidate, Context, Strategy, StrategyResult, strategies
 from forkpath.strategies._beam_search import beam_search
 from forkpath.strategies._best_of_n import best_of_n
-from forkpath.strategies._budget import Budget, BudgetLimits
 from forkpath.strategies._cascade import cascade
 from forkpath.strategies._cothink import cothink
 from forkpath.strategies._filter_cluster import filter_and_cluster
 from forkpath.strategies._mcts import mcts
-from forkpath.strategies._prompts import task_messages
 from forkpath.strategies._sed import sed
 from forkpath.strategies._segment_offload import segment_offload
 from forkpath.strategies._self_consistency import self_consistency
@@ -33,8 +31,6 @@ from forkpath.strategies._token_routing import token_routing
 from forkpath.strategies._token_tree_search import token_tree_search
 
 __all__ = [
-    "Budget",
-    "BudgetLimits",
     "Candidate",
     "Context",
     "Strategy",
@@ -53,7 +49,6 @@ __all__ = [
     "self_refine",
     "speculative_decoding",
     "strategies",
-    "task_messages",
     "thought_budget",
     "token_routing",
     "token_tree_search",

@@ -18,9 +18,10 @@ Capabilities: token-level access (full distribution, prefix continuation:
 from __future__ import annotations
 
 from forkpath._errors import ConfigError
-from forkpath._trace import ExpansionEvent, NoteEvent, emit
+from forkpath._prompts import task_messages
+from forkpath._trace import ExpansionEvent, emit
 from forkpath._types import Task
-from forkpath.models import ModelCapabilities, entropy
+from forkpath.models import ModelCapabilities, entropy, token_model
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._entropy_threshold import load_threshold
 from forkpath.strategies._helpers import budget_reached, verify_into
@@ -28,10 +29,8 @@ from forkpath.strategies._lookahead import (
     Lookahead,
     TokenDecoder,
     changed_pauses,
-    token_model,
     top_candidates,
 )
-from forkpath.strategies._prompts import task_messages
 
 NEEDS = ModelCapabilities(full_distribution=True, prefix_continuation=True)
 
@@ -137,13 +136,7 @@ def adadec(
                 break
         text = tm.detokenize(generated)
         changed = changed_pauses(pauses)
-        emit(
-            NoteEvent(
-                message="adadec pauses", data={"pauses": len(pauses), "changed": changed, "threshold": h_star}
-            )
-        )
         result = StrategyResult(
-            strategy="adadec",
             answer=text,
             chosen=0,
             candidates=[Candidate(text=text, model=generator.id)],
@@ -163,4 +156,4 @@ def adadec(
             await verify_into(context.verifier, task, result.candidates[0], 0)
         return result
 
-    return Strategy("adadec", run, needs={model: NEEDS})
+    return Strategy(run, needs={model: NEEDS})

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from forkpath._trace import NoteEvent, VerdictEvent, emit
+from forkpath._trace import VerdictEvent, emit
 from forkpath._types import IOCase, Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
@@ -182,7 +182,6 @@ def alphacodium(
                 context.verifier, task, state.candidates[chosen], chosen, detail="final code", set_score=False
             )
         return StrategyResult(
-            strategy="alphacodium",
             answer=state.candidates[chosen].text if chosen is not None else None,
             chosen=chosen,
             candidates=state.candidates,
@@ -197,7 +196,7 @@ def alphacodium(
             },
         )
 
-    return Strategy("alphacodium", run, needs={model: ModelCapabilities()})
+    return Strategy(run, needs={model: ModelCapabilities()})
 
 
 class _Flow:
@@ -422,5 +421,4 @@ class _Flow:
                 "syntax_error",
             )
             await self._accept_if(answer, test, crashed_before=crashed)
-        emit(NoteEvent(message="alphacodium anchors", data={"anchors": len(self.anchors)}))
         return None

@@ -5,7 +5,7 @@ A strategy is made by a *factory* whose parameters are its configuration, regist
     @strategies.register("best_of_n")
     def best_of_n(n: int = 8, temperature: float = 0.8) -> Strategy:
         async def run(task: Task, context: Context) -> StrategyResult: ...
-        return Strategy("best_of_n", run, needs={"default": ModelCapabilities()})
+        return Strategy(run, needs={"default": ModelCapabilities()})
 
 Calling a :class:`Strategy` checks the capabilities it needs against the context's models
 (before any model call), charges every call to the context's budget, emits start/end trace
@@ -20,12 +20,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forkpath._budget import Budget
 from forkpath._errors import ConfigError
 from forkpath._registry import Registered, Registry
 from forkpath._trace import StrategyEvent, emit, span
 from forkpath._types import Task
 from forkpath.models import Model, ModelCapabilities, Usage, usage_meter
-from forkpath.strategies._budget import Budget
 
 Stopped = Literal["done", "early_stop", "budget"]
 
@@ -55,7 +55,6 @@ class StrategyResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    strategy: str
     answer: str | None
     """The chosen answer's text (None when no candidate was produced)."""
     chosen: int | None = None
@@ -67,6 +66,8 @@ class StrategyResult(BaseModel):
     """Calls, tokens and cost per model, of this run only."""
     info: dict[str, Any] = Field(default_factory=dict)
     """Strategy-specific numbers (votes, rounds, deferral rate, ...)."""
+    strategy: str = ""
+    """The strategy's registry name (filled in by :class:`Strategy` when it returns)."""
 
     @property
     def passed(self) -> bool | None:
@@ -101,22 +102,33 @@ RunFn = Callable[[Task, Context], Awaitable[StrategyResult]]
 
 
 class Strategy:
-    """A configured strategy: call it with a task and a context."""
+    """A configured strategy: call it with a task and a context.
+
+    Its name is the one its factory was registered under (recorded by the registry in
+    :attr:`registered`), so a factory never writes its own name.
+    """
 
     def __init__(
         self,
-        name: str,
         run: RunFn,
         *,
         needs: dict[str, ModelCapabilities] | None = None,
         needs_verifier: bool = False,
     ) -> None:
-        self.name = name
         self._run = run
         self.needs = needs or {}
         """Capabilities required of each model role (checked before any call)."""
         self.needs_verifier = needs_verifier
         self.registered: Registered | None = None
+
+    @property
+    def name(self) -> str:
+        """The registry name (or the run function's name for a strategy made by hand)."""
+        return (
+            self.registered.name
+            if self.registered is not None
+            else getattr(self._run, "__name__", "strategy")
+        )
 
     def __repr__(self) -> str:
         params = self.registered.params if self.registered else {}
@@ -135,10 +147,11 @@ class Strategy:
         with span(self.name), context.budget.open(), usage_meter() as meter:
             emit(StrategyEvent(name=self.name, phase="start", params=params))
             result = await self._run(task, context)
-            emit(StrategyEvent(name=self.name, phase="end", stopped=result.stopped))
+            emit(StrategyEvent(name=self.name, phase="end", stopped=result.stopped, info=result.info))
         result.usage = dict(meter.by_model)
+        result.strategy = self.name
         return result
 
 
-strategies: Registry[Strategy] = Registry("strategies")
+strategies: Registry[Strategy] = Registry("strategies", noun="strategy")
 """Every strategy factory, by name (entry-point group ``forkpath.strategies`` for plugins)."""

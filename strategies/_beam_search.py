@@ -116,7 +116,7 @@ def beam_search(
                 stopped = "budget"
             return await finish_candidates(search, root, "beam_search", stopped, params)
 
-    return Strategy("beam_search", run, needs=params.needs(), needs_verifier=value == "verifier")
+    return Strategy(run, needs=params.needs(), needs_verifier=value == "verifier")
 
 
 async def _search(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
+from forkpath import cancel_all
+from forkpath._prompts import task_messages
 from forkpath._trace import VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
-from forkpath.strategies._prompts import task_messages
 
 
 @strategies.register("best_of_n")
@@ -73,13 +74,11 @@ def best_of_n(
                     stopped = "budget"  # what was paid for is kept; what was not started is dropped
                     break
         finally:
-            for future in pending:
-                future.cancel()
+            await cancel_all(pending)  # dropped samples stop; their errors are retrieved
         if stopped == "done" and planned < n:
             stopped = "budget"
         chosen = _choose(candidates)
         return StrategyResult(
-            strategy="best_of_n",
             answer=candidates[chosen].text if chosen is not None else None,
             chosen=chosen,
             candidates=candidates,
@@ -87,7 +86,7 @@ def best_of_n(
             info={"samples": len(candidates), "planned": n},
         )
 
-    return Strategy("best_of_n", run, needs={model: needs}, needs_verifier=rerank == "verifier")
+    return Strategy(run, needs={model: needs}, needs_verifier=rerank == "verifier")
 
 
 async def _score(result: GenerateResult, task: Task, context: Context, verify: bool, index: int) -> Candidate:

@@ -14,23 +14,15 @@ from __future__ import annotations
 import re
 
 from forkpath._errors import ConfigError
+from forkpath._prompts import answer_request
 from forkpath._trace import RoutingEvent, VerdictEvent, emit
 from forkpath._types import Task
-from forkpath.models import GenerateRequest, ModelCapabilities
-from forkpath.routers._base import RouterSpec, make_router
-from forkpath.routers._features import ANSWER_QUANTILES, result_features
+from forkpath.models import ModelCapabilities
+from forkpath.routers import ANSWER_QUANTILES, RouterSpec, make_router, result_features
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
-from forkpath.strategies._prompts import task_messages
 
 _QUANTILE = re.compile(r"q([0-9.]+(?:e-?\d+)?)_logprob")
 _ANSWER_FEATURES = {"length", "sum_logprob", "mean_logprob", "mean_entropy", "max_entropy", "verdict"}
-
-
-def answer_request(
-    task: Task, *, max_tokens: int, prompt: str | None, logprobs: bool = True
-) -> GenerateRequest:
-    """The greedy request a cascade (and its calibration) sends to either model."""
-    return GenerateRequest(messages=task_messages(task, prompt), max_tokens=max_tokens, logprobs=logprobs)
 
 
 @strategies.register("cascade")
@@ -112,7 +104,6 @@ def cascade(
                 )
         chosen = len(candidates) - 1
         return StrategyResult(
-            strategy="cascade",
             answer=candidates[chosen].text,
             chosen=chosen,
             candidates=candidates,
@@ -127,7 +118,6 @@ def cascade(
         )
 
     return Strategy(
-        "cascade",
         run,
         needs={small: ModelCapabilities(logprobs=True), large: ModelCapabilities()},
         needs_verifier=uses_verdict,

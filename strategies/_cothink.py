@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import re
 
-from forkpath._trace import NoteEvent, emit
+from forkpath._prompts import task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, Message, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._helpers import budget_reached, verify_into
-from forkpath.strategies._prompts import task_messages
 
 OUTLINE_SYSTEM = (
     "You are a reasoning strategist. Break the problem into 2 to 4 high-level steps. Say what must be "
@@ -134,9 +133,7 @@ def cothink(
                 await verify_into(
                     context.verifier, task, candidate, i, detail="cothink" if i == 0 else "alone"
                 )
-        emit(NoteEvent(message="cothink tokens", data={k: v for k, v in info.items() if k != "outline"}))
         return StrategyResult(
-            strategy="cothink",
             answer=candidates[0].text if candidates else None,
             chosen=chosen,
             candidates=candidates,
@@ -144,4 +141,4 @@ def cothink(
             info=info,
         )
 
-    return Strategy("cothink", run, needs=roles)
+    return Strategy(run, needs=roles)

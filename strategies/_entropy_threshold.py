@@ -26,11 +26,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from forkpath._errors import ConfigError
+from forkpath._prompts import task_messages
 from forkpath._types import Task
-from forkpath.models import GenerateResult, Model, Usage, entropy
-from forkpath.models._usage import record_usage
-from forkpath.strategies._lookahead import token_model
-from forkpath.strategies._prompts import task_messages
+from forkpath.models import Model, charge, entropy, teacher_force, token_model
 
 
 class EntropyThreshold(BaseModel):
@@ -134,22 +132,8 @@ async def teacher_forced_entropies(model: Model, task: Task, text: str) -> tuple
     tm = token_model(model, by="adadec calibration")
     prefix = tm.chat_prefix(task_messages(task))
     continuation = tm.tokenize(text)
-    batched = getattr(model, "continuation_logprobs", None)
-    rows: list[np.ndarray] = []
-    if batched is not None:
-        start, chunk = 0, 256
-        while start < len(continuation):
-            block = await batched([*prefix, *continuation[:start]], continuation[start : start + chunk])
-            rows.extend(block[:-1])
-            start += chunk
-    else:
-        for i in range(len(continuation)):
-            rows.append(await tm.next_token_logprobs([*prefix, *continuation[:i]]))
-    record_usage(
-        GenerateResult(
-            model=model.id, text="", usage=Usage(calls=1, prompt_tokens=len(prefix) + len(continuation))
-        )
-    )
+    rows = list((await teacher_force(model, prefix, continuation))[:-1])
+    charge(model, prompt_tokens=len(prefix) + len(continuation))
     entropies = [entropy(row) for row in rows]
     top1 = [int(np.argmax(row)) == token for row, token in zip(rows, continuation, strict=True)]
     return entropies, top1

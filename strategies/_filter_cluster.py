@@ -16,17 +16,16 @@ Function tasks (an entry point) get inputs as argument lists; stdin/stdout tasks
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any, Literal
 
-from forkpath._trace import NoteEvent, emit
+from forkpath import gather_all
+from forkpath._prompts import task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._helpers import ExamplesVerifier, budget_reached, verify_into
-from forkpath.strategies._prompts import task_messages
 
 CALL_INPUTS = (
     "Here is a programming problem:\n\n{problem}\n\nWrite {n} different valid inputs for the function "
@@ -107,7 +106,7 @@ async def behaviour(task: Task, program: str, inputs: list[str]) -> list[str]:
             return [CRASH] * len(inputs)
         return [str(o) for o in outputs]
     code = extract_code(program)
-    runs = await asyncio.gather(*(run_program(code, stdin) for stdin in inputs))
+    runs = await gather_all(*(run_program(code, stdin) for stdin in inputs))
     return [_normal(r.stdout) if r.ok else CRASH for r in runs]
 
 
@@ -190,7 +189,7 @@ def filter_and_cluster(
         signatures: list[tuple[str, ...]] = [()] * len(pool)
         kept_inputs = test_inputs
         if test_inputs:
-            outputs = await asyncio.gather(*(behaviour(task, candidates[i].text, test_inputs) for i in pool))
+            outputs = await gather_all(*(behaviour(task, candidates[i].text, test_inputs) for i in pool))
             valid = [j for j in range(len(test_inputs)) if any(o[j] != CRASH for o in outputs)]
             kept_inputs = [test_inputs[j] for j in valid]
             signatures = [tuple(o[j] for j in valid) for o in outputs]
@@ -205,16 +204,6 @@ def filter_and_cluster(
             )
             for g in groups
         ][:submissions]
-        emit(
-            NoteEvent(
-                message="filter_and_cluster clusters",
-                data={
-                    "survivors": len(survivors),
-                    "clusters": [len(g) for g in groups],
-                    "inputs": len(kept_inputs),
-                },
-            )
-        )
         chosen = picks[0] if picks else None
         if filter_by != "verifier" and context.verifier is not None and chosen is not None:
             for i in picks:
@@ -222,7 +211,6 @@ def filter_and_cluster(
                     context.verifier, task, candidates[i], i, detail="submission", set_score=False
                 )
         return StrategyResult(
-            strategy="filter_and_cluster",
             answer=candidates[chosen].text if chosen is not None else None,
             chosen=chosen,
             candidates=candidates,
@@ -238,7 +226,7 @@ def filter_and_cluster(
             },
         )
 
-    return Strategy("filter_and_cluster", run, needs=roles, needs_verifier=filter_by == "verifier")
+    return Strategy(run, needs=roles, needs_verifier=filter_by == "verifier")
 
 
 async def _write_inputs(model: Model, task: Task, n: int, max_tokens: int) -> list[str]:

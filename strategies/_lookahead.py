@@ -21,34 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forkpath._errors import CapabilityError
-from forkpath.models import GenerateResult, Model, TokenModel, Usage
-from forkpath.models._usage import record_usage
-
-
-def token_model(model: Model, *, by: str) -> TokenModel:
-    """``model`` as a :class:`TokenModel`, or a :class:`CapabilityError` naming ``by``."""
-    if not isinstance(model, TokenModel):
-        raise CapabilityError(
-            f"{by} needs token-level access (next-token distributions and prefix continuation, e.g. a "
-            f"local GGUF model); model {model.id} has none"
-        )
-    return model
-
-
-def end_tokens(model: Model) -> frozenset[int]:
-    """Token ids that end an answer (end of sequence / end of turn)."""
-    engine = getattr(model, "_engine", None)
-    if engine is not None and hasattr(engine, "eot"):
-        return frozenset(int(t) for t in engine.eot)
-    from forkpath.models._fake import END, FakeModel
-
-    if isinstance(model, FakeModel):
-        return frozenset({END})
-    ends = getattr(model, "end_tokens", None)
-    if ends is not None:
-        return frozenset(int(t) for t in ends)
-    raise CapabilityError(f"cannot tell which tokens end an answer for model {model.id}")
+from forkpath.models import Model, charge, token_model
 
 
 def code_block_closed(text: str) -> bool:
@@ -100,7 +73,7 @@ class TokenDecoder:
     def __init__(self, model: Model, prompt: Sequence[int], *, by: str) -> None:
         self.model = model
         self.tm = token_model(model, by=by)
-        self.ends = end_tokens(model)
+        self.ends = self.tm.end_tokens
         self.prompt = list(prompt)
         self._seen: list[int] = []
         self.forward_passes = 0
@@ -114,7 +87,7 @@ class TokenDecoder:
 
     def charge_call(self) -> None:
         """Record one request-equivalent (a decoding branch started)."""
-        record_usage(GenerateResult(model=self.model.id, text="", usage=Usage(calls=1)))
+        charge(self.model, calls=1)
 
     def accept(self, generated: list[int], token: int, *, stop_at_code_end: bool = False) -> bool:
         """Append the chosen ``token`` to the answer ``generated``; whether the answer is finished.
@@ -139,13 +112,7 @@ class TokenDecoder:
         new_from = min(common, len(ids) - 1)
         prompt_part = max(0, len(self.prompt) - new_from)
         completion_part = len(ids) - max(new_from, len(self.prompt))
-        record_usage(
-            GenerateResult(
-                model=self.model.id,
-                text="",
-                usage=Usage(calls=0, prompt_tokens=prompt_part, completion_tokens=completion_part),
-            )
-        )
+        charge(self.model, calls=0, prompt_tokens=prompt_part, completion_tokens=completion_part)
         self._seen = ids
         self.forward_passes += 1
         return await self.tm.next_token_logprobs(ids)

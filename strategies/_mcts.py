@@ -142,7 +142,7 @@ def mcts(
                 stopped = "budget"
             return await finish_candidates(search, root, "mcts", stopped, params)
 
-    return Strategy("mcts", run, needs=params.needs(), needs_verifier=value == "verifier")
+    return Strategy(run, needs=params.needs(), needs_verifier=value == "verifier")
 
 
 async def simulate(

@@ -22,7 +22,7 @@ its parent's visits):
 
 Trace: every node created or evaluated is an :class:`ExpansionEvent` whose ``node`` is
 ``<search id>:<key>``; when a search ends, :meth:`SearchTree.snapshot` emits each node once
-more with its final visits and value, then a ``search.path`` :class:`NoteEvent` with the chosen
+more with its final visits and value, then a :class:`SearchPathEvent` with the chosen
 path. :func:`forkpath.strategies._tree_view.render_tree` draws a picture from these events.
 """
 
@@ -46,7 +46,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from forkpath._errors import ConfigError
-from forkpath._trace import ExpansionEvent, NoteEvent, emit
+from forkpath._trace import ExpansionEvent, SearchPathEvent, emit
 from forkpath._types import Task
 from forkpath.store import NewChild, Store, TrajectoryNode, open_store
 
@@ -326,15 +326,12 @@ class SearchTree:
             value = node.rollout.value if node.rollout is not None and node.visits == 0 else None
             self.event(node, value=value)
         emit(
-            NoteEvent(
-                message="search.path",
-                data={
-                    "search": self.tag,
-                    "strategy": strategy,
-                    "namespace": self.ns,
-                    "path": [f"{self.tag}:{k}" for k in chosen],
-                    "nodes": len(nodes),
-                },
+            SearchPathEvent(
+                search=self.tag,
+                strategy=strategy,
+                namespace=self.ns,
+                path=[f"{self.tag}:{k}" for k in chosen],
+                nodes=len(nodes),
             )
         )
         return nodes

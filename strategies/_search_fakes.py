@@ -62,6 +62,10 @@ class TableModel(Model):
         self.calls: list[str] = []
         """The answer prefix each call continued, in order."""
 
+    @property
+    def end_tokens(self) -> frozenset[int]:
+        return frozenset({0})
+
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         return [ord(c) for c in text]
 
@@ -83,6 +87,12 @@ class TableModel(Model):
         for ch, p in self.distribution(answer):
             logprobs[ord(ch) if ch else 0] = math.log(p)
         return logprobs
+
+    async def continuation_logprobs(self, prefix: Sequence[int], continuation: Sequence[int]) -> np.ndarray:
+        rows = [
+            await self.next_token_logprobs([*prefix, *continuation[:i]]) for i in range(len(continuation) + 1)
+        ]
+        return np.stack(rows)
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
         if request.prompt_tokens is not None:

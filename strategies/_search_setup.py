@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from forkpath._errors import ConfigError
+from forkpath._prompts import task_messages
 from forkpath._types import Task
 from forkpath.models import ModelCapabilities
 from forkpath.store import TrajectoryNode
 from forkpath.strategies._base import Context, Stopped, StrategyResult
-from forkpath.strategies._prompts import task_messages
 from forkpath.strategies._search import (
     OutOfBudget,
     SearchCounters,

@@ -21,13 +21,13 @@ import math
 from typing import Literal
 
 from forkpath._errors import ConfigError
-from forkpath._trace import ExpansionEvent, NoteEvent, emit
+from forkpath._prompts import task_messages
+from forkpath._trace import ExpansionEvent, emit
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities, TokenModel, entropy
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._helpers import budget_reached, verify_into
 from forkpath.strategies._lookahead import TokenDecoder, changed_pauses, top2_ratio, top_candidates
-from forkpath.strategies._prompts import task_messages
 
 EVALUATE = (
     "Look at your answer above (it may be unfinished). Is it correct so far? "
@@ -112,7 +112,7 @@ def sed(
         messages = task_messages(task, prompt)
         token_level = generator.capabilities.prefix_continuation and isinstance(generator, TokenModel)
         if not token_level and fallback == "error":
-            from forkpath.strategies._lookahead import token_model
+            from forkpath.models import token_model
 
             token_model(generator, by="sed")  # raises the CapabilityError, before any call
         if token_level:
@@ -182,10 +182,8 @@ def sed(
                 break
         text = generator.detokenize(generated)
         changed = changed_pauses(pauses)
-        emit(NoteEvent(message="sed pauses", data={"pauses": len(pauses), "changed": changed}))
         candidate = Candidate(text=text, model=generator.id)
         return StrategyResult(
-            strategy="sed",
             answer=text,
             chosen=0,
             candidates=[candidate],
@@ -240,7 +238,6 @@ def sed(
         scored = [i for i, c in enumerate(candidates) if c.score is not None] or list(range(len(candidates)))
         chosen = max(scored, key=lambda i: (candidates[i].score or 0.0, -i)) if scored else None
         return StrategyResult(
-            strategy="sed",
             answer=candidates[chosen].text if chosen is not None else None,
             chosen=chosen,
             candidates=candidates,
@@ -248,4 +245,4 @@ def sed(
             info={"mode": "sequence", "samples": len(candidates)},
         )
 
-    return Strategy("sed", run, needs={model: needs})
+    return Strategy(run, needs={model: needs})

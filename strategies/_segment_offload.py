@@ -21,19 +21,21 @@ token detail shows the stop string (the local backend), it is kept in the text.
 from __future__ import annotations
 
 from forkpath._errors import ConfigError
+from forkpath._prompts import task_messages
 from forkpath._trace import RoutingEvent, emit
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, Message, ModelCapabilities
-from forkpath.routers._base import Router, RouterSpec, make_router
-from forkpath.routers._features import (
+from forkpath.routers import (
     TOKEN_FEATURES,
     Estimator,
+    Router,
+    RouterSpec,
     UncertaintyWindow,
+    make_router,
     summarize_top,
     token_features,
 )
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
-from forkpath.strategies._prompts import task_messages
 from forkpath.strategies._token_routing import check_router
 
 
@@ -144,7 +146,6 @@ def segment_offload(
             recent.clear()
         total = small_tokens + large_tokens
         return StrategyResult(
-            strategy="segment_offload",
             answer=text,
             chosen=0,
             candidates=[Candidate(text=text, model=f"{slm.id}+{llm.id}")],
@@ -163,7 +164,6 @@ def segment_offload(
         )
 
     return Strategy(
-        "segment_offload",
         run,
         needs={
             small: ModelCapabilities(top_logprobs=top_logprobs, prefix_continuation=True),

@@ -14,17 +14,16 @@ still to come (``early_stop``).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from typing import Literal
 
-from forkpath._trace import NoteEvent, emit
+from forkpath import gather_all
+from forkpath._prompts import task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._helpers import budget_reached, verify_into
-from forkpath.strategies._prompts import task_messages
 
 Extract = Literal["auto", "math", "last_line", "full"]
 
@@ -136,7 +135,7 @@ def self_consistency(
                 stopped = "early_stop"
                 break
             wave = range(i, i + 1) if sequential else range(i, planned)
-            results = await asyncio.gather(
+            results = await gather_all(
                 *(sampler.generate(base.model_copy(update={"sample_index": j})) for j in wave)
             )
             for j, result in zip(wave, results, strict=True):
@@ -166,14 +165,12 @@ def self_consistency(
         elif candidates:
             chosen = 0  # nobody stated an answer: the first sample, for what it is worth
         votes = {candidates[m[0]].answer or "": round(w, 6) for m, w in groups}
-        emit(NoteEvent(message="self_consistency votes", data={"votes": votes}))
         if weighting != "verifier" and context.verifier is not None and chosen is not None:
             # Reported only: the verdict does not influence the vote.
             await verify_into(
                 context.verifier, task, candidates[chosen], chosen, detail="chosen answer", set_score=False
             )
         return StrategyResult(
-            strategy="self_consistency",
             answer=candidates[chosen].text if chosen is not None else None,
             chosen=chosen,
             candidates=candidates,
@@ -187,7 +184,7 @@ def self_consistency(
             },
         )
 
-    return Strategy("self_consistency", run, needs={model: needs}, needs_verifier=weighting == "verifier")
+    return Strategy(run, needs={model: needs}, needs_verifier=weighting == "verifier")
 
 
 def _decided(candidates: list[Candidate], n: int, math_mode: bool) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from forkpath._trace import NoteEvent, emit
+from forkpath._prompts import task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
@@ -29,7 +29,6 @@ from forkpath.strategies._helpers import (
     verifier_name,
     verify_into,
 )
-from forkpath.strategies._prompts import task_messages
 
 CRITIQUE = (
     "Review the answer above for mistakes. If it is fully correct, reply with the single word CORRECT. "
@@ -146,9 +145,7 @@ def self_refine(
             await verify_into(
                 context.verifier, task, candidates[chosen], chosen, detail="returned version", set_score=False
             )
-        emit(NoteEvent(message="self_refine rounds", data={"versions": len(candidates), "feedback": kinds}))
         return StrategyResult(
-            strategy="self_refine",
             answer=candidates[chosen].text if chosen is not None else None,
             chosen=chosen,
             candidates=candidates,
@@ -162,4 +159,4 @@ def self_refine(
         )
 
     roles = {model: ModelCapabilities(), (critic or model): ModelCapabilities()}
-    return Strategy("self_refine", run, needs=roles)
+    return Strategy(run, needs=roles)

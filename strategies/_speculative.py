@@ -27,12 +27,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from forkpath._errors import ConfigError
-from forkpath._trace import NoteEvent, RoutingEvent, emit
+from forkpath._prompts import task_messages
+from forkpath._trace import RoutingEvent, emit
 from forkpath._types import Task
-from forkpath.models import ModelCapabilities
-from forkpath.routers._decode import charge, end_tokens, processed_probs, teacher_force, token_model
+from forkpath.models import (
+    ModelCapabilities,
+    Sampling,
+    charge,
+    sampling_distribution,
+    teacher_force,
+    token_model,
+)
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
-from forkpath.strategies._prompts import task_messages
 from forkpath.strategies._token_routing import PairStrategy
 
 DRAFT = ModelCapabilities(full_distribution=True, prefix_continuation=True)
@@ -120,8 +126,9 @@ def speculative_decoding(
     async def run(task: Task, context: Context) -> StrategyResult:
         drafter, target = context.model(small), context.model(large)
         d_tok = token_model(drafter, by="speculative_decoding")
-        ends = end_tokens(target)
+        ends = token_model(target, by="speculative_decoding").end_tokens
         rng = np.random.default_rng(seed)
+        sampling = Sampling(temperature=temperature, top_p=top_p)
         prefix = d_tok.chat_prefix(task_messages(task, prompt))
         out: list[int] = []
         gamma = draft_tokens
@@ -143,7 +150,7 @@ def speculative_decoding(
                 if greedy:
                     token = int(np.argmax(lq))
                 else:
-                    q = processed_probs(lq, temperature, top_p)
+                    q = sampling_distribution(lq, sampling)
                     token = int(rng.choice(q.size, p=q))
                     q_rows.append(q)
                 draft.append(token)
@@ -155,7 +162,7 @@ def speculative_decoding(
             if greedy:
                 n, nxt = accept_draft_greedy(rows, draft)
             else:
-                p_rows = np.stack([processed_probs(r, temperature, top_p) for r in rows])
+                p_rows = np.stack([sampling_distribution(r, sampling) for r in rows])
                 n, nxt = accept_draft(p_rows, np.stack(q_rows), draft, rng)
             charge(drafter, completion_tokens=n, calls=0)
             iterations += 1
@@ -187,9 +194,7 @@ def speculative_decoding(
             "acceptance_rate": accepted / drafted if drafted else 0.0,
             "tokens_per_iteration": len(out) / iterations if iterations else 0.0,
         }
-        emit(NoteEvent(message="speculative_decoding acceptance", data=stats))
         return StrategyResult(
-            strategy="speculative_decoding",
             answer=text,
             chosen=0,
             candidates=[Candidate(text=text, model=target.id)],
@@ -205,7 +210,6 @@ def speculative_decoding(
         )
 
     return PairStrategy(
-        "speculative_decoding",
         run,
         small=small,
         large=large,

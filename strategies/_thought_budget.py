@@ -24,12 +24,11 @@ import re
 from typing import Literal
 
 from forkpath._errors import ConfigError
-from forkpath._trace import NoteEvent, emit
+from forkpath._prompts import task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, Message, Model, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._helpers import budget_reached, verify_into
-from forkpath.strategies._prompts import task_messages
 
 DIFFICULTY = (
     "Problem:\n{prompt}\n\nHow hard is this problem, from 1 (trivial) to 10 (very hard)? "
@@ -105,7 +104,7 @@ def thought_budget(
         prefill = mode == "prefill" or (mode == "auto" and thinker.capabilities.prefix_continuation)
         info: dict[str, object] = {"mode": "prefill" if prefill else "user_turn"}
         if budget_reached(context):
-            return StrategyResult(strategy="thought_budget", answer=None, stopped="budget", info=info)
+            return StrategyResult(answer=None, stopped="budget", info=info)
         deadline = budget if budget is not None else await _estimate(thinker, task, info)
         step = chunk or max(64, deadline // 4)
         base = task_messages(task, prompt)
@@ -152,7 +151,6 @@ def thought_budget(
         info.update(
             budget=deadline, chunk=step, used=used, chunks=chunks, forced=forced, interrupted=chunks > 1
         )
-        emit(NoteEvent(message="thought_budget", data={k: v for k, v in info.items()}))
         candidate = Candidate(text=visible, model=thinker.id)
         if task.kind == "math":
             from forkpath.verifiers import extract_math_answer
@@ -161,7 +159,6 @@ def thought_budget(
         if context.verifier is not None and visible:
             await verify_into(context.verifier, task, candidate, 0)
         return StrategyResult(
-            strategy="thought_budget",
             answer=visible or None,
             chosen=0 if visible else None,
             candidates=[candidate] if visible else [],
@@ -182,7 +179,7 @@ def thought_budget(
         info["estimate_reply"] = reply.text.strip()[:40]
         return found if found is not None else max_budget
 
-    return Strategy("thought_budget", run, needs={model: needs})
+    return Strategy(run, needs={model: needs})
 
 
 def _generated(result: GenerateResult) -> int:

@@ -17,19 +17,28 @@ from __future__ import annotations
 import numpy as np
 
 from forkpath._errors import ConfigError
+from forkpath._prompts import task_messages
 from forkpath._trace import RoutingEvent, emit
 from forkpath._types import Task
-from forkpath.models import ModelCapabilities, require_shared_tokenizer
-from forkpath.routers._base import Handover, Router, RouterSpec, make_router
-from forkpath.routers._decode import charge, choose, end_tokens, token_model
-from forkpath.routers._features import (
+from forkpath.models import (
+    ModelCapabilities,
+    Sampling,
+    charge,
+    choose_token,
+    require_shared_tokenizer,
+    token_model,
+)
+from forkpath.routers import (
     TOKEN_FEATURES,
+    Handover,
+    Router,
+    RouterSpec,
     UncertaintyWindow,
+    make_router,
     summarize_distribution,
     token_features,
 )
 from forkpath.strategies._base import Candidate, Context, RunFn, Stopped, Strategy, StrategyResult, strategies
-from forkpath.strategies._prompts import task_messages
 
 TOKEN_LEVEL = ModelCapabilities(full_distribution=True, prefix_continuation=True)
 
@@ -37,10 +46,8 @@ TOKEN_LEVEL = ModelCapabilities(full_distribution=True, prefix_continuation=True
 class PairStrategy(Strategy):
     """A strategy that mixes tokens of two models: also checks that they share a tokenizer."""
 
-    def __init__(
-        self, name: str, run: RunFn, *, small: str, large: str, needs: dict[str, ModelCapabilities]
-    ) -> None:
-        super().__init__(name, run, needs=needs)
+    def __init__(self, run: RunFn, *, small: str, large: str, needs: dict[str, ModelCapabilities]) -> None:
+        super().__init__(run, needs=needs)
         self.pair = (small, large)
 
     def check(self, context: Context) -> None:
@@ -115,7 +122,8 @@ def token_routing(
     async def run(task: Task, context: Context) -> StrategyResult:
         slm, llm = context.model(small), context.model(large)
         s_tok, l_tok = token_model(slm, by="token_routing"), token_model(llm, by="token_routing")
-        ends = end_tokens(slm)
+        ends = s_tok.end_tokens
+        sampling = Sampling(temperature=temperature, top_p=top_p)
         rng = np.random.default_rng(seed)
         seq = s_tok.chat_prefix(task_messages(task, prompt))
         start = len(seq)
@@ -132,7 +140,7 @@ def token_routing(
                 break
             position = len(seq) - start
             lp_small = await s_tok.next_token_logprobs(seq)
-            token = choose(lp_small, temperature, top_p, rng)
+            token = choose_token(lp_small, sampling, rng)
             top, ent = summarize_distribution(lp_small)
             features = token_features(
                 top,
@@ -151,7 +159,7 @@ def token_routing(
                 held = hold if decision.routed else held - 1
                 handovers += decision.routed
                 lp_large = await l_tok.next_token_logprobs(seq)
-                token = choose(lp_large, temperature, top_p, rng)
+                token = choose_token(lp_large, sampling, rng)
                 charge(llm, prompt_tokens=len(seq) - large_seen, completion_tokens=int(token not in ends))
                 large_seen = len(seq)
                 chosen_lp = float(lp_large[token])
@@ -186,7 +194,6 @@ def token_routing(
             mean_logprob=sum(logprobs) / n if n else None,
         )
         return StrategyResult(
-            strategy="token_routing",
             answer=text,
             chosen=0,
             candidates=[candidate],
@@ -203,6 +210,4 @@ def token_routing(
             },
         )
 
-    return PairStrategy(
-        "token_routing", run, small=small, large=large, needs={small: TOKEN_LEVEL, large: TOKEN_LEVEL}
-    )
+    return PairStrategy(run, small=small, large=large, needs={small: TOKEN_LEVEL, large: TOKEN_LEVEL})

@@ -36,11 +36,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from forkpath._errors import CapabilityError, ConfigError
+from forkpath._prompts import task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities, TokenModel
 from forkpath.store import NewChild, TrajectoryNode
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
-from forkpath.strategies._prompts import task_messages
 from forkpath.strategies._search import (
     OutOfBudget,
     SearchCounters,
@@ -164,7 +164,7 @@ def token_tree_search(
             return await search.result(root, stopped)
 
     needs = ModelCapabilities(top_logprobs=top_k, prefix_continuation=True)
-    return Strategy("token_tree_search", run, needs={model: needs}, needs_verifier=True)
+    return Strategy(run, needs={model: needs}, needs_verifier=True)
 
 
 def _prefix_mode(model: Model, prefix: PrefixMode) -> Literal["tokens", "text"]:
@@ -456,7 +456,6 @@ class _TokenSearch:
         await self.tree.snapshot(root, path, strategy="token_tree_search", nodes=nodes)
         counters = self.tree.counters
         return StrategyResult(
-            strategy="token_tree_search",
             answer=candidates[chosen].text if chosen is not None else None,
             chosen=chosen,
             candidates=candidates,

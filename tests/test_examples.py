@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from forkpath.batch import load_tasks
+from forkpath import load_tasks
 from forkpath.flows import Flow, FlowSpec
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))

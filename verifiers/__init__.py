@@ -12,7 +12,8 @@ factories registered by name in :data:`verifiers` so a flow YAML can say
 - ``all_of``, ``weighted``, ``first_failure``: compositions.
 
 Example:
-    >>> from forkpath.verifiers import make_verifier, humaneval_task
+    >>> from forkpath import humaneval_task
+    >>> from forkpath.verifiers import make_verifier
     >>> verifier = make_verifier("python_tests")
     >>> verdict = await verifier.verify(humaneval_task(0), completion)
     >>> verdict.passed, verdict.score
@@ -27,13 +28,6 @@ from forkpath.verifiers._compose import (
     first_failure,
     verify_many,
     weighted,
-)
-from forkpath.verifiers._datasets import (
-    gsm8k_to_task,
-    humaneval_task,
-    humaneval_tasks,
-    humaneval_to_task,
-    load_task,
 )
 from forkpath.verifiers._extract import extract_code, humaneval_program, outputs_match
 from forkpath.verifiers._judge import ModelJudge, model_judge, parse_score, yes_probability
@@ -74,12 +68,7 @@ __all__ = [
     "extract_math_answer",
     "first_failure",
     "generate_tests",
-    "gsm8k_to_task",
     "humaneval_program",
-    "humaneval_task",
-    "humaneval_tasks",
-    "humaneval_to_task",
-    "load_task",
     "make_verifier",
     "math_answer",
     "math_equal",

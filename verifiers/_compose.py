@@ -1,8 +1,8 @@
 """Verifiers made of verifiers: all of them, a weighted mix, or in order until the first failure."""
 
-import asyncio
 from typing import Any
 
+from forkpath import gather_all
 from forkpath._errors import ConfigError
 from forkpath._types import Task
 from forkpath.verifiers._registry import make_verifier, verifier_name
@@ -36,7 +36,7 @@ class AllOf:
         self.parts = parts
 
     async def verify(self, task: Task, candidate: str) -> Verdict:
-        verdicts = list(await asyncio.gather(*(p.verify(task, candidate) for p in self.parts)))
+        verdicts = list(await gather_all(*(p.verify(task, candidate) for p in self.parts)))
         return _combine(
             "all_of",
             verdicts,
@@ -60,7 +60,7 @@ class Weighted:
         self.threshold = threshold
 
     async def verify(self, task: Task, candidate: str) -> Verdict:
-        verdicts = list(await asyncio.gather(*(p.verify(task, candidate) for p in self.parts)))
+        verdicts = list(await gather_all(*(p.verify(task, candidate) for p in self.parts)))
         score = sum(w * v.score for w, v in zip(self.weights, verdicts, strict=True)) / sum(self.weights)
         passed = all(v.passed for v in verdicts) if self.threshold is None else score >= self.threshold
         return _combine("weighted", verdicts, passed=passed, score=score)
@@ -97,7 +97,7 @@ class FirstFailure:
 
 async def verify_many(verifier: Verifier, task: Task, candidates: list[str]) -> list[Verdict]:
     """Verify many candidates of one task concurrently (the sandbox pool bounds the parallelism)."""
-    return list(await asyncio.gather(*(verifier.verify(task, c) for c in candidates)))
+    return list(await gather_all(*(verifier.verify(task, c) for c in candidates)))
 
 
 def _parts(specs: list[Any]) -> list[Verifier]:

@@ -1,9 +1,9 @@
 """Python tests in the sandbox: HumanEval ``check``, MBPP asserts, stdin/stdout cases."""
 
-import asyncio
 import time
 from typing import cast, get_args
 
+from forkpath import gather_all
 from forkpath._errors import VerifierError
 from forkpath._types import Task
 from forkpath.verifiers._extract import (
@@ -206,7 +206,7 @@ class PythonTestsVerifier:
             compile(code, "solution.py", "exec")  # compiling runs nothing; saves one run per case
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             return self._all(names, "syntax_error", f"{type(e).__name__}: {e}"[:600]), {}
-        runs = await asyncio.gather(
+        runs = await gather_all(
             *(self.sandbox.run_program(code, case.input, limits=self.limits) for case in task.io_cases)
         )
         tests = [

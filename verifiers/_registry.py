@@ -8,11 +8,10 @@ parameters (``{"name": "python_tests", "limits": {"timeout_s": 5}}``) or a ready
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-from forkpath._errors import ConfigError
 from forkpath._registry import Registry
 from forkpath.verifiers._types import Verifier
 
-verifiers: Registry[Verifier] = Registry("verifiers")
+verifiers: Registry[Verifier] = Registry("verifiers", noun="verifier")
 """Verifier factories by name: ``python_tests``, ``math_answer``, ``model_judge``, ``ai_tests``,
 ``all_of``, ``weighted``, ``first_failure``."""
 
@@ -27,19 +26,7 @@ def make_verifier(spec: VerifierSpec) -> Verifier:
         >>> make_verifier({"name": "python_tests", "limits": {"timeout_s": 5}})
         >>> make_verifier({"name": "math_answer", "timeout_s": 2})
     """
-    if isinstance(spec, str):
-        return verifiers.create(spec)
-    if isinstance(spec, Mapping):
-        params = dict(spec)
-        name = params.pop("name", None)
-        if not isinstance(name, str):
-            raise ConfigError(
-                f"a verifier spec needs a 'name' naming a registered verifier; got {dict(spec)!r}"
-            )
-        return verifiers.create(name, **params)
-    if isinstance(spec, Verifier):
-        return spec
-    raise ConfigError(f"not a verifier spec: {spec!r} (give a name, a mapping with 'name', or a Verifier)")
+    return verifiers.make(spec, base=Verifier)
 
 
 def verifier_name(verifier: Verifier) -> str:

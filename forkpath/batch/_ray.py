@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from forkpath import Budget
 from forkpath._types import Task
 from forkpath.batch._records import TaskRecord
 from forkpath.models import Usage
-from forkpath.strategies import Budget
 
 
 class FlowWorker:

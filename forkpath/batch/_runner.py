@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forkpath import Budget, BudgetLimits
 from forkpath._errors import ConfigError, is_retryable
 from forkpath._types import Task
 from forkpath.batch._records import ResultsFile, TaskRecord, record_from_result
-from forkpath.strategies import Budget, BudgetLimits
 
 logger = logging.getLogger(__name__)
 

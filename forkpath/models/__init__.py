@@ -8,9 +8,31 @@ Example:
     ... )
 """
 
-from forkpath.models._base import GenerationCache, Model, RetryPolicy, TokenModel, require_shared_tokenizer
+from forkpath.models._base import (
+    GenerationCache,
+    Model,
+    RetryPolicy,
+    TokenModel,
+    check_capabilities,
+    require_shared_tokenizer,
+)
 from forkpath.models._fake import FakeModel
-from forkpath.models._resolve import backends, get_model
+from forkpath.models._local import BundledModel, bundled_models, model_path, model_present, pull_model
+from forkpath.models._resolve import (
+    Backend,
+    FakeOptions,
+    LiteLLMOptions,
+    LlamaCppOptions,
+    ModelOptions,
+    backend_for,
+    backends,
+    check_model,
+    get_model,
+    prepare_model,
+    static_capabilities,
+)
+from forkpath.models._sampling import Sampling, choose_token, sample_rng, sampling_distribution
+from forkpath.models._tokens import charge, teacher_force, token_model
 from forkpath.models._types import (
     GenerateRequest,
     GenerateResult,
@@ -21,29 +43,52 @@ from forkpath.models._types import (
     Usage,
 )
 from forkpath.models._uncertainty import entropy, entropy_lower, entropy_renorm, log_softmax, top1_margin
-from forkpath.models._usage import UsageMeter, usage_meter
+from forkpath.models._usage import UsageMeter, record_usage, usage_meter
 
 __all__ = [
+    "Backend",
+    "BundledModel",
     "FakeModel",
+    "FakeOptions",
     "GenerateRequest",
     "GenerateResult",
     "GenerationCache",
+    "LiteLLMOptions",
+    "LlamaCppOptions",
     "Message",
     "Model",
     "ModelCapabilities",
+    "ModelOptions",
     "RetryPolicy",
+    "Sampling",
     "TokenInfo",
     "TokenModel",
     "TopLogprob",
     "Usage",
     "UsageMeter",
+    "backend_for",
     "backends",
+    "bundled_models",
+    "charge",
+    "check_capabilities",
+    "check_model",
+    "choose_token",
     "entropy",
     "entropy_lower",
     "entropy_renorm",
     "get_model",
     "log_softmax",
+    "model_path",
+    "model_present",
+    "prepare_model",
+    "pull_model",
+    "record_usage",
     "require_shared_tokenizer",
+    "sample_rng",
+    "sampling_distribution",
+    "static_capabilities",
+    "teacher_force",
+    "token_model",
     "top1_margin",
     "usage_meter",
 ]

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from forkpath._concurrency import gather_all
 from forkpath._errors import CapabilityError, is_retryable
 from forkpath._trace import ModelCallEvent, emit
 from forkpath.models._types import GenerateRequest, GenerateResult, ModelCapabilities
@@ -137,7 +138,7 @@ class Model(ABC):
     async def generate_n(self, request: GenerateRequest, n: int) -> list[GenerateResult]:
         """N samples of one request: sample indexes ``request.sample_index .. + n - 1``."""
         requests = [request.model_copy(update={"sample_index": request.sample_index + i}) for i in range(n)]
-        return list(await asyncio.gather(*(self.generate(r) for r in requests)))
+        return await gather_all(*(self.generate(r) for r in requests))
 
     async def _generate_with_retries(self, request: GenerateRequest) -> GenerateResult:
         policy = self.retry
@@ -206,7 +207,16 @@ def check_capabilities(caps: ModelCapabilities, needs: ModelCapabilities, *, mod
 
 @runtime_checkable
 class TokenModel(Protocol):
-    """Token-level access: local GGUF models and the fake model (capabilities C3 and C4)."""
+    """Token-level access: local GGUF models and the fake model (capabilities C3, C4 and C5).
+
+    Calls through this protocol bypass :meth:`Model.generate`; a strategy that makes them
+    records their cost with :func:`forkpath.models.charge`.
+    """
+
+    @property
+    def end_tokens(self) -> frozenset[int]:
+        """Token ids that end an answer (end of sequence, end of turn)."""
+        ...
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
 
@@ -214,6 +224,11 @@ class TokenModel(Protocol):
 
     async def next_token_logprobs(self, prefix: Sequence[int]) -> np.ndarray:
         """Log-probabilities over the whole vocabulary of the token after ``prefix``."""
+        ...
+
+    async def continuation_logprobs(self, prefix: Sequence[int], continuation: Sequence[int]) -> np.ndarray:
+        """Teacher forcing: row ``i`` holds the log-probabilities of the token after
+        ``prefix + continuation[:i]``; ``len(continuation) + 1`` rows."""
         ...
 
     def chat_prefix(self, messages: Sequence[Any]) -> list[int]:

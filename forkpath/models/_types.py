@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from forkpath.models._sampling import Sampling
+
 
 class Message(BaseModel):
     """One chat message."""
@@ -42,6 +44,17 @@ class GenerateRequest(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0)
     """0 is greedy."""
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling: keep the most likely tokens whose probabilities sum to ``top_p`` (1: off)."""
+    top_k: int = Field(default=0, ge=0)
+    """Keep the ``top_k`` most likely tokens (0: off)."""
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Drop tokens less likely than ``min_p`` times the most likely one (0: off)."""
+    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    """Divide a recent token's positive logit by this, multiply a negative one (1: off)."""
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    """Subtract this from the logit of every recent token (0: off)."""
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    """Subtract this times its count from the logit of every recent token (0: off)."""
     stop: tuple[str, ...] = ()
     """Generation ends before any of these strings."""
     seed: int | None = None
@@ -59,6 +72,19 @@ class GenerateRequest(BaseModel):
         if sum(given) != 1:
             raise ValueError("give exactly one of messages, prompt, prompt_tokens")
         return self
+
+    @property
+    def sampling(self) -> Sampling:
+        """The sampling settings, for :func:`forkpath.models.choose_token`."""
+        return Sampling(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+        )
 
     @property
     def wants_logprobs(self) -> bool:

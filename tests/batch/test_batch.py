@@ -12,17 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from forkpath import ConfigError
-from forkpath.batch import (
-    BatchConfig,
-    DatasetSpec,
-    load_tasks,
-    pass_at_k,
-    read_records,
-    run_batch,
-    summarize,
-    write_report,
-)
+from forkpath import ConfigError, DatasetSpec, load_tasks
+from forkpath.batch import BatchConfig, pass_at_k, read_records, run_batch, summarize, write_report
 from forkpath.flows import Flow
 
 FLOW = """\

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from forkpath.batch import BatchConfig, DatasetSpec, load_tasks, read_records, run_batch
+from forkpath import DatasetSpec, load_tasks
+from forkpath.batch import BatchConfig, read_records, run_batch
 from forkpath.flows import Flow
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")

@@ -158,9 +158,9 @@ def flaky_for_tests() -> Strategy:
         Flaky.calls += 1
         if Flaky.calls == 1:
             raise RuntimeError("simulated crash")
-        return StrategyResult(strategy="flaky_for_tests", answer="The answer is 42.")
+        return StrategyResult(answer="The answer is 42.")
 
-    return Strategy("flaky_for_tests", run)  # type: ignore[arg-type]
+    return Strategy(run)  # type: ignore[arg-type]
 
 
 RESUME = """\

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from forkpath import CapabilityError, ContextWindowError
-from forkpath.models import GenerateRequest, Message, TokenModel, get_model, log_softmax
+from forkpath.models import GenerateRequest, Message, TokenModel, get_model, log_softmax, teacher_force
 from forkpath.models._llamacpp import LlamaCppModel, new_llama
-from forkpath.routers._decode import teacher_force
 
 PROMPT = (Message(role="user", content="Write a Python function that returns the square of a number."),)
 

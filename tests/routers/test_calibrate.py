@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from forkpath import ConfigError, Task
+from forkpath._cli._router import app
 from forkpath.models import FakeModel
 from forkpath.routers import (
     QueryRecord,
@@ -29,7 +30,6 @@ from forkpath.routers import (
     threshold_for_recall,
     write_records,
 )
-from forkpath.routers._cli import app
 from forkpath.routers._fit import calibrate_records, split_by_task
 from forkpath.strategies._base import Context
 from forkpath.strategies._cascade import cascade

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from forkpath import ConfigError, Task
+from forkpath import Budget, BudgetLimits, ConfigError, Task
 from forkpath._trace import RoutingEvent, Tracer
 from forkpath.models import FakeModel
 from forkpath.strategies._base import Context
-from forkpath.strategies._budget import Budget, BudgetLimits
 from forkpath.strategies._cascade import cascade
 
 SHORT = Task(id="t/short", prompt="short?", kind="text", answer="42")

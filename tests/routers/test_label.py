@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from forkpath import CapabilityError, Task
+from forkpath import task_set as load_tasks
+from forkpath._cli._router import app
 from forkpath.models import FakeModel
 from forkpath.routers import TOKEN_FEATURES, TokenLabel, label_tokens, read_records
-from forkpath.routers._cli import app, load_tasks
 from forkpath.routers._label import materially_different
 
 from ._fakes import ScriptedFake
@@ -128,7 +129,7 @@ async def test_teacher_forcing_in_chunks_equals_position_by_position() -> None:
 
     import numpy as np
 
-    from forkpath.routers._decode import teacher_force
+    from forkpath.models import teacher_force
 
     class Batched(ScriptedFake):
         """Batched teacher forcing, as the llama.cpp backend offers it (here by looping)."""

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from forkpath import ConfigError, Task
+from forkpath._prompts import task_messages
 from forkpath.flows import Flow
 from forkpath.models import GenerateRequest, get_model
 from forkpath.models._local import is_present
 from forkpath.strategies._base import Context
-from forkpath.strategies._prompts import task_messages
 from forkpath.strategies._segment_offload import segment_offload
 from forkpath.strategies._speculative import speculative_decoding
 from forkpath.strategies._token_routing import token_routing

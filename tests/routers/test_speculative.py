@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from forkpath import CapabilityError, ConfigError, Task
-from forkpath._trace import NoteEvent, RoutingEvent, Tracer
+from forkpath._trace import RoutingEvent, StrategyEvent, Tracer
 from forkpath.models import FakeModel, GenerateRequest
 from forkpath.strategies._base import Context
 from forkpath.strategies._speculative import accept_draft, accept_draft_greedy, speculative_decoding
@@ -41,8 +41,8 @@ async def test_greedy_output_is_the_large_models_and_the_statistics_are_exact() 
         ("accept", 4, {"drafted": 3.0, "accepted": 3.0}),
         ("accept", 8, {"drafted": 1.0, "accepted": 1.0}),
     ]
-    notes = [e for e in tracer.events if isinstance(e, NoteEvent)]
-    assert notes[-1].data["acceptance_rate"] == pytest.approx(7 / 8)
+    end = [e for e in tracer.events if isinstance(e, StrategyEvent) and e.phase == "end"][-1]
+    assert end.info["acceptance_rate"] == pytest.approx(7 / 8)
     assert result.usage["fake/large"].calls == 3
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from forkpath import CapabilityError, ConfigError, Task
+from forkpath import Budget, BudgetLimits, CapabilityError, ConfigError, Task
 from forkpath._trace import RoutingEvent, Tracer
 from forkpath.models import FakeModel, GenerateRequest
 from forkpath.strategies._base import Context
-from forkpath.strategies._budget import Budget, BudgetLimits
 from forkpath.strategies._token_routing import token_routing
 
 from ._fakes import ScriptedFake

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from forkpath._cli._store import app
 from forkpath.models import FakeModel, GenerateRequest
 from forkpath.store import NewChild, open_store
-from forkpath.store._cli import app
 
 from .test_faults import free_port
 

@@ -51,7 +51,7 @@ def test_the_cache_satisfies_the_model_layers_protocol(tmp_path: object) -> None
 
 
 def test_the_cli_offers_exactly_the_clear_areas_of_the_api() -> None:
-    from forkpath.store._cli import Area
+    from forkpath._cli._store import Area
 
     assert get_args(forkpath.store.ClearWhat) == ("cache", "trajectories", "results", "all")
     assert tuple(a.value for a in Area) == get_args(forkpath.store.ClearWhat)

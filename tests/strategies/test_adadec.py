@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forkpath import CapabilityError, ConfigError, Task
+from forkpath import Budget, BudgetLimits, CapabilityError, ConfigError, Task
 from forkpath._trace import Tracer
 from forkpath.models import FakeModel, ModelCapabilities
-from forkpath.strategies import Budget, BudgetLimits, Context
+from forkpath.strategies import Context
 from forkpath.strategies._adadec import adadec
 from forkpath.strategies._entropy_threshold import (
     EntropyThreshold,
@@ -120,9 +120,9 @@ async def test_calibration_on_the_fake_and_threshold_file_roundtrip(tmp_path: Pa
 
 @pytest.mark.slow
 async def test_end_to_end_on_smollm2_matches_greedy_without_pauses_and_pauses_below() -> None:
+    from forkpath import humaneval_task, task_messages
     from forkpath.models import GenerateRequest, get_model
-    from forkpath.strategies import task_messages
-    from forkpath.verifiers import humaneval_task, make_verifier
+    from forkpath.verifiers import make_verifier
 
     m = get_model("local/smollm2-135m")
     task = humaneval_task(0)

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from forkpath import ConfigError, Task
+from forkpath import Budget, BudgetLimits, ConfigError, Task
 from forkpath.models import FakeModel, GenerateRequest, GenerateResult
-from forkpath.strategies import Budget, BudgetLimits, Context
+from forkpath.strategies import Context
 from forkpath.strategies._alphacodium import alphacodium, chosen_number, split_solutions
 from forkpath.verifiers import make_verifier
 
@@ -122,8 +122,8 @@ def test_parsing_of_approaches_and_choice() -> None:
 
 @pytest.mark.slow
 async def test_end_to_end_on_smollm2_with_real_sandbox() -> None:
+    from forkpath import humaneval_task
     from forkpath.models import get_model
-    from forkpath.verifiers import humaneval_task
 
     m = get_model("local/smollm2-135m")
     task = humaneval_task(0)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from forkpath import CapabilityError, ConfigError, Task
+from forkpath import Budget, BudgetLimits, CapabilityError, ConfigError, Task
 from forkpath._trace import Tracer
 from forkpath.models import FakeModel, ModelCapabilities
-from forkpath.strategies import Budget, BudgetLimits, Context, strategies
+from forkpath.strategies import Context, strategies
 
 TASK = Task(id="t/0", prompt="What is 6*7?", kind="text", answer="42")
 

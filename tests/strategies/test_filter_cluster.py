@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from forkpath import ConfigError, Task
+from forkpath import Budget, BudgetLimits, ConfigError, Task
 from forkpath.models import FakeModel
-from forkpath.strategies import Budget, BudgetLimits, Context
+from forkpath.strategies import Context
 from forkpath.strategies._filter_cluster import (
     CRASH,
     behaviour,
@@ -119,8 +119,8 @@ async def test_configuration_errors_come_before_any_call() -> None:
 
 @pytest.mark.slow
 async def test_end_to_end_on_smollm2() -> None:
+    from forkpath import humaneval_task
     from forkpath.models import get_model
-    from forkpath.verifiers import humaneval_task
 
     m = get_model("local/smollm2-135m")
     task = humaneval_task(0)

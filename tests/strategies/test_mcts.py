@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from forkpath import CapabilityError, ConfigError, Task
+from forkpath import Budget, BudgetLimits, CapabilityError, ConfigError, Task
 from forkpath._trace import Tracer
+from forkpath._tree_view import render_tree
 from forkpath.models import FakeModel, GenerateRequest, GenerateResult, ModelCapabilities
 from forkpath.store import Store, open_store
-from forkpath.strategies import Budget, BudgetLimits, Context
+from forkpath.strategies import Context
 from forkpath.strategies._mcts import mcts
 from forkpath.strategies._search import SearchTree
-from forkpath.strategies._tree_view import render_tree
 
 TASK = Task(id="t/1", prompt="Q?", kind="text")
 REDIS_URL = os.environ.get("FORKPATH_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -134,8 +134,8 @@ async def test_exact_tree_on_the_fake_model(tmp_path: Path) -> None:
     assert [c.score for c in result.candidates] == [0.5, 0.0, 1.0]
     assert verifier.seen == ["A\nB1\n", "C\nD\n", "A\nB2\n"]  # the reward cache: each answer once
     # The trace ends with every node's final numbers and the chosen path.
-    note = [e for e in tracer.events if e.type == "note"][-1]
-    assert note.data["path"] == [f"{note.data['search']}:{k}" for k in result.info["path"]]
+    end = [e for e in tracer.events if e.type == "search_path"][-1]
+    assert end.path == [f"{end.search}:{k}" for k in result.info["path"]]  # type: ignore[union-attr]
     page = render_tree(tracer.events, tmp_path / "tree.html").read_text()
     assert page.count("<circle") == 5 and "A⏎B2⏎" not in page and "B2⏎" in page
     await store.aclose()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from forkpath import Task
+from forkpath import Task, humaneval_tasks
 from forkpath.strategies._base import Candidate
 from forkpath.strategies._helpers import ExamplesVerifier, best_index, prompt_examples, public_task
-from forkpath.verifiers import humaneval_tasks, make_verifier
+from forkpath.verifiers import make_verifier
 
 
 def task(doc: str, name: str = "f") -> Task:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from forkpath import ConfigError, Task
-from forkpath._trace import ExpansionEvent, NoteEvent, Tracer, read_trace
+from forkpath import ConfigError, Task, task_messages
+from forkpath._trace import ExpansionEvent, NoteEvent, SearchPathEvent, Tracer, read_trace
+from forkpath._tree_view import collect_trees, colour, render_tree
 from forkpath.models import FakeModel
 from forkpath.store import NewChild, open_store
-from forkpath.strategies import task_messages
 from forkpath.strategies._search import (
     SearchCounters,
     SearchTree,
@@ -24,7 +24,6 @@ from forkpath.strategies._search import (
 )
 from forkpath.strategies._search_fakes import TableModel
 from forkpath.strategies._search_steps import StepSplitter, StepWriter, step_priors
-from forkpath.strategies._tree_view import collect_trees, colour, render_tree
 
 TEXT = Task(id="t/0", prompt="Q?", kind="text")
 
@@ -261,7 +260,7 @@ async def test_private_store_is_removed_after_the_search() -> None:
 
 
 # -- the picture ---------------------------------------------------------------------------------
-def events() -> list[ExpansionEvent | NoteEvent]:
+def events() -> list[ExpansionEvent | SearchPathEvent]:
     return [
         ExpansionEvent(node="s1:r", parent=None, text="<answer>", value=0.5, visits=3),
         ExpansionEvent(node="s1:a", parent="s1:r", text="def f():\n", visits=0),
@@ -269,7 +268,7 @@ def events() -> list[ExpansionEvent | NoteEvent]:
         ExpansionEvent(node="s1:a", parent="s1:r", text="def f():\n", value=1.0, visits=2),
         ExpansionEvent(node="s1:b", parent="s1:r", text="x <y>", value=0.0, visits=1),
         ExpansionEvent(node="s1:c", parent="s1:a", text="  return 1", value=None, visits=0),
-        NoteEvent(message="search.path", data={"search": "s1", "strategy": "mcts", "path": ["s1:r", "s1:a"]}),
+        SearchPathEvent(search="s1", strategy="mcts", namespace="n", path=["s1:r", "s1:a"]),
         ExpansionEvent(node="s2:r", parent=None, text="<prompt>", value=0.0, visits=1),
     ]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from forkpath import CapabilityError, ConfigError, Task
+from forkpath import Budget, BudgetLimits, CapabilityError, ConfigError, Task
 from forkpath._trace import Tracer
 from forkpath.models import FakeModel, ModelCapabilities
-from forkpath.strategies import Budget, BudgetLimits, Context
+from forkpath.strategies import Context
 from forkpath.strategies._sed import sed
 
 try:
@@ -91,9 +91,9 @@ def test_bad_configuration_is_rejected_at_creation() -> None:
 
 @pytest.mark.slow
 async def test_end_to_end_on_smollm2_pauses_evaluates_and_is_judged() -> None:
+    from forkpath import humaneval_task, task_messages
     from forkpath.models import GenerateRequest, get_model
-    from forkpath.strategies import task_messages
-    from forkpath.verifiers import humaneval_task, make_verifier
+    from forkpath.verifiers import make_verifier
 
     m = get_model("local/smollm2-135m")
     task = humaneval_task(0)

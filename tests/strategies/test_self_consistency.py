@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from forkpath import CapabilityError, ConfigError, Task
+from forkpath import Budget, BudgetLimits, CapabilityError, ConfigError, Task
 from forkpath._trace import Tracer
 from forkpath.models import FakeModel, ModelCapabilities
-from forkpath.strategies import Budget, BudgetLimits, Context
+from forkpath.strategies import Context
 from forkpath.strategies._self_consistency import group_votes, self_consistency
 from forkpath.verifiers import make_verifier
 
@@ -100,8 +100,8 @@ async def test_configuration_errors_come_before_any_call() -> None:
 
 @pytest.mark.slow
 async def test_end_to_end_on_smollm2_with_math_verifier() -> None:
+    from forkpath import load_task
     from forkpath.models import get_model
-    from forkpath.verifiers import load_task
 
     task = load_task("gsm8k/0")
     m = get_model("local/smollm2-135m")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from forkpath import ConfigError, Task
+from forkpath import Budget, BudgetLimits, ConfigError, Task
 from forkpath._trace import Tracer
 from forkpath.models import FakeModel
-from forkpath.strategies import Budget, BudgetLimits, Context
+from forkpath.strategies import Context
 from forkpath.strategies._self_refine import approves, self_refine
 from forkpath.verifiers import make_verifier
 
@@ -124,8 +124,8 @@ async def test_missing_critic_role_fails_before_any_call() -> None:
 
 @pytest.mark.slow
 async def test_end_to_end_on_smollm2_with_real_tests() -> None:
+    from forkpath import humaneval_task
     from forkpath.models import get_model
-    from forkpath.verifiers import humaneval_task
 
     m = get_model("local/smollm2-135m")
     task = humaneval_task(0)

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from forkpath import CapabilityError, ConfigError, Task
+from forkpath import Budget, BudgetLimits, CapabilityError, ConfigError, Task
 from forkpath.models import FakeModel, GenerateRequest, GenerateResult, ModelCapabilities
-from forkpath.strategies import Budget, BudgetLimits, Context
+from forkpath.strategies import Context
 from forkpath.strategies._thought_budget import deadline_from, has_answer, thought_budget
 from forkpath.verifiers import make_verifier
 
@@ -108,8 +108,8 @@ def test_configuration_and_answer_detection() -> None:
 
 @pytest.mark.slow
 async def test_end_to_end_on_smollm2_forces_an_answer() -> None:
+    from forkpath import load_task
     from forkpath.models import get_model
-    from forkpath.verifiers import load_task
 
     m = get_model("local/smollm2-135m")
     task = load_task("gsm8k/0")

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from forkpath import CapabilityError, ConfigError, Task
+from forkpath import Budget, BudgetLimits, CapabilityError, ConfigError, Task, task_messages
 from forkpath._trace import Tracer
+from forkpath._tree_view import render_tree
 from forkpath.models import FakeModel, GenerateRequest, GenerateResult, ModelCapabilities
 from forkpath.store import Store, TrajectoryNode, open_store, prefix_key
-from forkpath.strategies import Budget, BudgetLimits, Context, task_messages
+from forkpath.strategies import Context
 from forkpath.strategies._search import SearchTree
 from forkpath.strategies._search_fakes import TableModel
 from forkpath.strategies._token_tree_search import token_tree_search
-from forkpath.strategies._tree_view import render_tree
 
 TASK = Task(id="code/1", prompt="P", kind="code")
 REDIS_URL = os.environ.get("FORKPATH_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -469,8 +469,9 @@ async def test_over_an_openai_compatible_server_it_branches_at_lines(
 async def test_on_a_local_coder_the_search_fixes_what_greedy_gets_wrong(tmp_path: Path) -> None:
     """HumanEval/1 with Qwen2.5-Coder-0.5B: the greedy body (the first rollout) fails the tests;
     a second rollout, from the top-k alternative at an early token, passes them."""
+    from forkpath import humaneval_task
     from forkpath.models import get_model
-    from forkpath.verifiers import humaneval_task, make_verifier
+    from forkpath.verifiers import make_verifier
 
     model = get_model("local/qwen2.5-coder-0.5b", n_threads=1)
     verifier = make_verifier("python_tests")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from forkpath.verifiers._cli import app
+from forkpath._cli._verify import app
 
 runner = CliRunner()
 ADD = "def add(a, b):\n    return a + b\n"
@@ -51,7 +51,7 @@ def test_io_cases_and_task_files(files: Path) -> None:
 
 
 def test_dataset_task(tmp_path: Path) -> None:
-    from forkpath.verifiers import humaneval_task
+    from forkpath import humaneval_task
 
     (tmp_path / "body.py").write_text(humaneval_task(0).metadata["canonical_solution"])
     code, out = run(str(tmp_path / "body.py"), "--task", "humaneval/0", "--json")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from forkpath.verifiers import Limits, PythonTestsVerifier, Sandbox, humaneval_tasks
+from forkpath import humaneval_tasks
+from forkpath.verifiers import Limits, PythonTestsVerifier, Sandbox
 
 from .mutants import mutate
 

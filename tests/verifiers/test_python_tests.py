@@ -8,16 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from forkpath import ConfigError, IOCase, Task, VerifierError
-from forkpath.verifiers import (
-    Limits,
-    PythonTestsVerifier,
-    Sandbox,
-    humaneval_task,
-    make_verifier,
-    verifiers,
-    verify_many,
-)
+from forkpath import ConfigError, IOCase, Task, VerifierError, humaneval_task
+from forkpath.verifiers import Limits, PythonTestsVerifier, Sandbox, make_verifier, verifiers, verify_many
 
 ADD_TASK = Task(
     id="add",

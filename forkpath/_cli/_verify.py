@@ -3,34 +3,31 @@
 Exit code 0 when the candidate passes, 1 when it fails, 2 when the input is wrong.
 """
 
+from __future__ import annotations
+
 import ast
-import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-import yaml
-from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from forkpath._cli._term import console, err_console, escape, table
 from forkpath._errors import ForkpathError
-from forkpath._types import IOCase, Task
-from forkpath.verifiers._datasets import load_task
-from forkpath.verifiers._extract import extract_code
-from forkpath.verifiers._math import MathAnswerVerifier
-from forkpath.verifiers._python import PythonTestsVerifier
-from forkpath.verifiers._sandbox import Limits
-from forkpath.verifiers._types import Verdict, Verifier
+
+if TYPE_CHECKING:
+    from forkpath import Task
+    from forkpath.verifiers import Limits, Verdict, Verifier
 
 app = typer.Typer(
-    help="Check candidates against tests.", add_completion=False, pretty_exceptions_enable=False
+    rich_markup_mode=None,
+    help="Check candidates against tests.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
-_out = Console()
-_err = Console(stderr=True)
+_out = console
+_err = err_console
 
 
 class BadInput(Exception):
@@ -59,11 +56,15 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
     """Verify one candidate and print the verdict; exit 0 when it passes."""
+    from forkpath.verifiers import Limits
+
     try:
         text = _read_candidate(candidate)
         the_task, verifier = _setup(
             text, tests, task, answer, entry_point, Limits(timeout_s=timeout, memory_mb=memory_mb)
         )
+        import asyncio
+
         verdict = asyncio.run(verifier.verify(the_task, text))
     except (BadInput, ForkpathError) as e:
         _err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
@@ -92,6 +93,9 @@ def _setup(
     entry_point: str | None,
     limits: Limits,
 ) -> tuple[Task, Verifier]:
+    from forkpath import Task, load_task
+    from forkpath.verifiers import MathAnswerVerifier, PythonTestsVerifier
+
     given = [
         name
         for name, value in (("--tests", tests), ("--task", task), ("--answer", answer))
@@ -111,6 +115,11 @@ def _setup(
 
 
 def _tests_task(path: Path, candidate: str, entry_point: str | None) -> Task:
+    import yaml
+    from pydantic import ValidationError
+
+    from forkpath import IOCase, Task
+
     if not path.is_file():
         raise BadInput(f"tests file {path} does not exist")
     source = path.read_text(encoding="utf-8", errors="replace")
@@ -145,6 +154,8 @@ def _tests_task(path: Path, candidate: str, entry_point: str | None) -> Task:
 
 
 def _only_function(candidate: str) -> str:
+    from forkpath.verifiers import extract_code
+
     try:
         tree = ast.parse(extract_code(candidate))
     except SyntaxError:
@@ -161,18 +172,18 @@ def _only_function(candidate: str) -> str:
 
 def _show(task: Task, verdict: Verdict) -> None:
     # Test names and messages come from the candidate and the tests: text, never markup.
-    table = Table(title=escape(f"{task.id}: {verdict.verifier}"), show_lines=False)
+    shown = table(title=escape(f"{task.id}: {verdict.verifier}"), show_lines=False)
     for column in ("test", "result", "reason", "message", "s"):
-        table.add_column(column, overflow="fold")
+        shown.add_column(column, overflow="fold")
     for test in verdict.tests:
-        table.add_row(
+        shown.add_row(
             escape(test.name),
             "[green]pass[/]" if test.passed else "[red]fail[/]",
             escape(test.reason),
             escape(test.message),
             f"{test.duration_s:.3f}",
         )
-    _out.print(table)
+    _out.print(shown)
     colour = "green" if verdict.passed else "red"
     _out.print(
         f"[bold {colour}]{'PASSED' if verdict.passed else 'FAILED'}[/] score {verdict.score:.2f}, "

@@ -4,28 +4,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
+from forkpath._cli._term import console, table
 from forkpath._errors import ConfigError
-from forkpath._types import Task
 
-app = typer.Typer()
-trace_app = typer.Typer(help="Read the JSONL traces of runs.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from forkpath import Task
+
+app = typer.Typer(rich_markup_mode=None)
+trace_app = typer.Typer(rich_markup_mode=None, help="Read the JSONL traces of runs.", no_args_is_help=True)
 app.add_typer(trace_app, name="trace")
-console = Console()
 
 
 def _task(input_json: str | None, task_ref: str | None) -> Task:
     if (input_json is None) == (task_ref is None):
         raise ConfigError("give exactly one of --input JSON and --task DATASET/N")
-    if task_ref is not None:
-        from forkpath.verifiers import load_task
+    from pydantic import ValidationError
 
+    from forkpath import Task, load_task
+
+    if task_ref is not None:
         return load_task(task_ref)
     assert input_json is not None
     try:
@@ -80,11 +81,11 @@ def run(
         return
     console.rule(f"{result.flow} · run {result.run_id}")
     console.print(result.answer or "(no answer)", markup=False, highlight=False)
-    table = Table(title="usage")
+    shown = table(title="usage")
     for col in ("model", "calls", "cached", "prompt tokens", "completion tokens", "cost $"):
-        table.add_column(col)
+        shown.add_column(col)
     for model, usage in result.usage.items():
-        table.add_row(
+        shown.add_row(
             model,
             str(usage.calls),
             str(usage.cached_calls),
@@ -92,7 +93,7 @@ def run(
             str(usage.completion_tokens),
             f"{usage.cost:.4f}",
         )
-    console.print(table)
+    console.print(shown)
     verdict = "passed" if result.passed else "did not pass" if result.passed is False else "not verified"
     console.print(f"answer {verdict}; score {result.score}; trace: {result.trace_path}")
 
@@ -116,15 +117,13 @@ def graph(
 ) -> None:
     """Print the flow as a Mermaid chart (and draw a picture with --out)."""
     from forkpath.flows import Flow
-    from forkpath.flows._draw import draw
-    from forkpath.flows._validate import flow_graph
 
     flow = Flow.from_yaml(flow_path)
     print(flow.mermaid(), end="")
     if out is not None:
         if out.suffix not in (".svg", ".png"):
             raise ConfigError(f"--out must end in .svg or .png, not {out.suffix or 'nothing'}")
-        draw(flow.spec, flow_graph(flow.spec), out)
+        flow.draw(out)
         console.print(f"drew {out}")
 
 
@@ -145,7 +144,7 @@ def trace_show(
         raise ConfigError(f"no trace at {path}")
     events = list(read_trace(path))
     if tree is not None:
-        from forkpath.strategies._tree_view import render_tree
+        from forkpath._tree_view import render_tree
 
         console.print(f"drew {render_tree(events, tree)}")
         return
@@ -153,9 +152,9 @@ def trace_show(
         for event in events:
             print(event.model_dump_json())
         return
-    table = Table(title=str(path))
+    shown = table(title=str(path))
     for col in ("t (s)", "span", "event", "detail"):
-        table.add_column(col)
+        shown.add_column(col)
     start = events[0].time if events else 0.0
     for event in events:
         detail = {
@@ -163,5 +162,5 @@ def trace_show(
             for k, v in event.model_dump().items()
             if k not in ("time", "span", "type") and v not in (None, {}, [])
         }
-        table.add_row(f"{event.time - start:.2f}", event.span or "", event.type, json.dumps(detail)[:120])
-    console.print(table)
+        shown.add_row(f"{event.time - start:.2f}", event.span or "", event.type, json.dumps(detail)[:120])
+    console.print(shown)

@@ -1,7 +1,7 @@
 """A picture of a finished search, drawn from its trace events.
 
 The searches emit an :class:`ExpansionEvent` per node (``node`` is ``<search>:<key>``; the last
-event of a node carries its final visits and value) and a ``search.path`` :class:`NoteEvent`
+event of a node carries its final visits and value) and a :class:`SearchPathEvent`
 naming the chosen path. :func:`render_tree` lays the tree out left to right (the root on the
 left, one column per depth), colours each node by its value (red 0, yellow 0.5, green 1, grey:
 not evaluated), sizes it by its visits and draws the chosen path in thick blue. Hovering a node
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from forkpath._errors import ConfigError
-from forkpath._trace import ExpansionEvent, NoteEvent
+from forkpath._trace import ExpansionEvent, SearchPathEvent
 
 _DX = 120  # pixels per depth
 _DY = 22  # pixels per leaf row
@@ -59,7 +59,7 @@ class ViewTree:
 def collect_trees(events: Iterable[Any]) -> list[ViewTree]:
     """The search trees in ``events`` (typed events or their JSON dicts), in order of first appearance."""
     nodes: dict[str, ViewNode] = {}
-    notes: dict[str, dict[str, Any]] = {}
+    ends: dict[str, SearchPathEvent] = {}
     for raw in events:
         event = _typed(raw)
         if isinstance(event, ExpansionEvent):
@@ -71,8 +71,8 @@ def collect_trees(events: Iterable[Any]) -> list[ViewTree]:
             if event.value is not None:
                 node.value = event.value
             node.visits = event.visits
-        elif isinstance(event, NoteEvent) and event.message == "search.path":
-            notes[str(event.data.get("search", ""))] = event.data
+        elif isinstance(event, SearchPathEvent):
+            ends[event.search] = event
     for node in nodes.values():
         if node.parent is not None and node.parent in nodes:
             nodes[node.parent].children.append(node.id)
@@ -80,14 +80,14 @@ def collect_trees(events: Iterable[Any]) -> list[ViewTree]:
     for root in (n for n in nodes.values() if n.parent is None or n.parent not in nodes):
         members = _subtree(nodes, root.id)
         tag = root.id.split(":", 1)[0]
-        note = notes.get(tag, {})
+        end = ends.get(tag)
         trees.append(
             ViewTree(
                 root=root.id,
                 nodes=members,
-                path=[p for p in note.get("path", []) if p in members],
-                strategy=str(note.get("strategy", "")),
-                namespace=str(note.get("namespace", "")),
+                path=[p for p in end.path if p in members] if end else [],
+                strategy=end.strategy if end else "",
+                namespace=end.namespace if end else "",
             )
         )
     return trees
@@ -98,8 +98,8 @@ def _typed(raw: Any) -> Any:
         kind = raw.get("type")
         if kind == "expansion":
             return ExpansionEvent.model_validate(raw)
-        if kind == "note":
-            return NoteEvent.model_validate(raw)
+        if kind == "search_path":
+            return SearchPathEvent.model_validate(raw)
         return None
     return raw
 

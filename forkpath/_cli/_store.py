@@ -13,19 +13,22 @@ A cache namespace and a batch run id share one name, so ``clear`` removes one ar
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from forkpath._cli._term import LazyConsole, table
 from forkpath._errors import ForkpathError
 
-app = typer.Typer(help="Inspect and empty store namespaces.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Inspect and empty store namespaces.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 T = TypeVar("T")
 
@@ -52,13 +55,13 @@ _AREA_NAMES = {
 }
 
 
-def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+def _console(stderr: bool = False) -> LazyConsole:
+    return LazyConsole(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _run(url: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
     """Open the store, run ``work(store)``, close it; a forkpath error becomes one line and exit 2."""
-    from forkpath.store._store import open_store
+    from forkpath.store import open_store
 
     async def main() -> T:
         store = open_store(url)
@@ -68,6 +71,8 @@ def _run(url: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
             await store.aclose()
 
     try:
+        import asyncio
+
         return asyncio.run(main())
     except ForkpathError as e:
         _console(stderr=True).print(f"[bold red]error:[/] {e}")
@@ -94,13 +99,13 @@ def stats(
     if not rows:
         console.print(f"{url}: empty")
         return
-    table = Table(title=url)
+    shown = table(title=url)
     columns = ("namespace", "cache_entries", "cache_bytes", "nodes", "results", "corrupt", "evictions")
     for column in columns:
-        table.add_column(column.replace("_", " "), justify="left" if column == "namespace" else "right")
+        shown.add_column(column.replace("_", " "), justify="left" if column == "namespace" else "right")
     for row in rows:
-        table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
-    console.print(table)
+        shown.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
+    console.print(shown)
 
 
 @app.command("clear")
@@ -117,7 +122,7 @@ def clear(
     as_json: bool = _JSON,
 ) -> None:
     """Remove one area of a namespace; by default only its generation cache entries."""
-    from forkpath.store._base import check_namespace
+    from forkpath.store import check_namespace
 
     try:
         check_namespace(namespace)

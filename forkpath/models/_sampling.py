@@ -1,0 +1,113 @@
+"""The one sampling function: how a next token is drawn from a distribution.
+
+Every token forkpath draws itself goes through here: the llama.cpp decode loop, token routing,
+segment offload, speculative decoding and the lookahead decoders. Speculative sampling is exact
+only while the draft and the target are processed by the same function, so there is one.
+
+The steps, in llama.cpp's default order (``common_sampler``): penalties on the logits of tokens
+already generated, then top-k, top-p (nucleus) and min-p on the probabilities at temperature 1,
+then the temperature. A temperature of 0 takes the argmax after the penalties (greedy).
+
+Defaults turn every step off (``top_k=0``, ``top_p=1``, ``min_p=0``, penalties neutral), which
+is the model's own distribution; servers often apply their own defaults (llama.cpp's server:
+top-k 40, top-p 0.95, min-p 0.05, repeat penalty 1.1), so the litellm backend sends forkpath's
+values explicitly to servers that accept them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from forkpath.models._uncertainty import log_softmax
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampling settings of one request (see :class:`~forkpath.models.GenerateRequest`)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+    @property
+    def penalised(self) -> bool:
+        return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
+
+    @property
+    def truncated(self) -> bool:
+        return self.top_k > 0 or self.top_p < 1.0 or self.min_p > 0.0
+
+
+def penalise(logits: np.ndarray, history: Sequence[int], sampling: Sampling) -> np.ndarray:
+    """Logits after the repetition, presence and frequency penalties over ``history``.
+
+    Repetition (CTRL, as llama.cpp applies it): a seen token's positive logit is divided by the
+    penalty, a negative one multiplied. Presence and frequency (OpenAI's): subtract
+    ``presence + frequency * count``. Returns a new float64 array; ``logits`` is not changed.
+    """
+    out = np.array(logits, dtype=np.float64)
+    if not sampling.penalised or not history:
+        return out
+    ids, counts = np.unique(np.asarray(history, dtype=np.int64), return_counts=True)
+    inside = (ids >= 0) & (ids < out.size)
+    ids, counts = ids[inside], counts[inside]
+    if sampling.repetition_penalty != 1.0:
+        seen = out[ids]
+        out[ids] = np.where(seen > 0, seen / sampling.repetition_penalty, seen * sampling.repetition_penalty)
+    if sampling.presence_penalty or sampling.frequency_penalty:
+        out[ids] -= sampling.presence_penalty + sampling.frequency_penalty * counts
+    return out
+
+
+def sampling_distribution(logits: np.ndarray, sampling: Sampling, history: Sequence[int] = ()) -> np.ndarray:
+    """The probabilities a token is drawn from (float64, sums to 1) for a sampled request.
+
+    ``logits`` may be raw logits or log-probabilities (the same after normalisation).
+    """
+    if sampling.greedy:
+        raise ValueError("sampling_distribution is for sampling; greedy decoding takes the argmax")
+    logprobs = log_softmax(penalise(logits, history, sampling))
+    keep = np.ones(logprobs.size, dtype=bool)
+    if sampling.truncated:
+        probs = np.exp(logprobs)
+        order = np.argsort(-probs, kind="stable")
+        if sampling.top_k > 0:
+            keep[order[sampling.top_k :]] = False
+        if sampling.top_p < 1.0:
+            ranked = probs[order] * keep[order]
+            nucleus = np.cumsum(ranked) - ranked < sampling.top_p * ranked.sum()
+            keep[order[~nucleus]] = False
+        if sampling.min_p > 0.0:
+            keep &= probs >= sampling.min_p * probs.max()
+        keep[order[0]] = True  # the most likely token always survives
+    scaled = np.where(keep, logprobs / sampling.temperature, -np.inf)
+    probs = np.exp(scaled - scaled.max())
+    return probs / probs.sum()
+
+
+def choose_token(
+    logits: np.ndarray, sampling: Sampling, rng: np.random.Generator, history: Sequence[int] = ()
+) -> int:
+    """The next token: the argmax when greedy (after penalties), else a draw from
+    :func:`sampling_distribution`."""
+    if sampling.greedy:
+        return int(np.argmax(penalise(logits, history, sampling) if sampling.penalised else logits))
+    probs = sampling_distribution(logits, sampling, history)
+    return int(rng.choice(probs.size, p=probs))
+
+
+def sample_rng(seed: int | None, sample_index: int) -> np.random.Generator:
+    """The random stream of sample ``sample_index`` of a request with ``seed``: the same stream
+    whatever else runs beside it, so a sample is replayable on its own."""
+    return np.random.default_rng((seed or 0) * 1_000_003 + sample_index)
