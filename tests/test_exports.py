@@ -63,6 +63,7 @@ PINNED: dict[str, set[str]] = {
         "BundledModel",
         "FakeModel",
         "FakeOptions",
+        "GenerateChunk",
         "GenerateRequest",
         "GenerateResult",
         "GenerationCache",

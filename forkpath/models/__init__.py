@@ -34,6 +34,7 @@ from forkpath.models._resolve import (
 from forkpath.models._sampling import Sampling, choose_token, sample_rng, sampling_distribution
 from forkpath.models._tokens import charge, teacher_force, token_model
 from forkpath.models._types import (
+    GenerateChunk,
     GenerateRequest,
     GenerateResult,
     Message,
@@ -50,6 +51,7 @@ __all__ = [
     "BundledModel",
     "FakeModel",
     "FakeOptions",
+    "GenerateChunk",
     "GenerateRequest",
     "GenerateResult",
     "GenerationCache",

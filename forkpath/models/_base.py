@@ -10,10 +10,11 @@ also implement :class:`TokenModel`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -23,7 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from forkpath._concurrency import gather_all
 from forkpath._errors import CapabilityError, is_retryable
 from forkpath._trace import ModelCallEvent, emit
-from forkpath.models._types import GenerateRequest, GenerateResult, ModelCapabilities
+from forkpath.models._types import GenerateChunk, GenerateRequest, GenerateResult, ModelCapabilities
 from forkpath.models._usage import record_usage
 
 
@@ -92,32 +93,85 @@ class Model(ABC):
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
         """Run one request against the backend; raise errors from :mod:`forkpath._errors`."""
 
+    async def _stream(self, request: GenerateRequest) -> AsyncGenerator[GenerateChunk, None]:
+        """Yield the generation as it is produced, the last chunk carrying the whole result.
+
+        Backends that decode token by token override this; the default (one chunk at the end)
+        serves the ones that cannot stream.
+        """
+        result = await self._generate(request)
+        yield GenerateChunk(text=result.text, tokens=result.tokens, result=result)
+
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         """Generate for one request, through the cache, retries and the concurrency limit."""
         self.check_request(request)
         key = request.cache_key(self.cache_identity) if self.cache is not None else None
-        if self.cache is not None and key is not None:
-            hit = await self.cache.get(key)
-            if hit is not None:
-                result = GenerateResult.model_validate(hit).model_copy(
-                    update={"cached": True, "latency_s": 0.0}
-                )
-                result.usage = result.usage.model_copy(
-                    update={
-                        "calls": 0,
-                        "prompt_tokens": 0,
-                        "completion_tokens": 0,
-                        "cost": 0.0,
-                        "cached_calls": 1,
-                    }
-                )
-                self._account(result, request)
-                return result
+        hit = await self._cached(key)
+        if hit is not None:
+            self._account(hit, request)
+            return hit
         result = await self._generate_with_retries(request)
-        if self.cache is not None and key is not None:
-            await self.cache.put(key, result.model_dump(mode="json"))
+        await self._remember(key, result)
         self._account(result, request)
         return result
+
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+        """Generate for one request, yielding text as it is produced; the last chunk carries the
+        :class:`GenerateResult` (usage, finish reason), accounted and cached like :meth:`generate`.
+
+        A cache hit is one chunk. A transient failure before the first chunk is retried as
+        :meth:`generate` retries; after text has been yielded it is raised. Stopping the iteration
+        (``break``, cancellation, a closed connection) stops the backend's decoding.
+
+        Example:
+            >>> async for chunk in model.stream(request):
+            ...     print(chunk.text, end="", flush=True)
+        """
+        self.check_request(request)
+        key = request.cache_key(self.cache_identity) if self.cache is not None else None
+        hit = await self._cached(key)
+        if hit is not None:
+            self._account(hit, request)
+            yield GenerateChunk(text=hit.text, tokens=hit.tokens, result=hit)
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            yielded = False
+            try:
+                async with self._semaphore(), contextlib.aclosing(self._stream(request)) as chunks:
+                    started = time.perf_counter()
+                    async for chunk in chunks:
+                        if chunk.result is not None:
+                            chunk.result.latency_s = time.perf_counter() - started
+                            await self._remember(key, chunk.result)
+                            self._account(chunk.result, request)
+                        yielded = True
+                        yield chunk
+                return
+            except Exception as e:
+                if yielded or not is_retryable(e) or attempt >= self.retry.max_attempts:
+                    raise
+                await asyncio.sleep(
+                    min(self.retry.max_wait_s, self.retry.initial_wait_s * 2 ** (attempt - 1))
+                )
+
+    async def _cached(self, key: str | None) -> GenerateResult | None:
+        """The cached result under ``key`` as a free replay (no tokens spent), or None."""
+        if self.cache is None or key is None:
+            return None
+        hit = await self.cache.get(key)
+        if hit is None:
+            return None
+        result = GenerateResult.model_validate(hit).model_copy(update={"cached": True, "latency_s": 0.0})
+        result.usage = result.usage.model_copy(
+            update={"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0, "cached_calls": 1}
+        )
+        return result
+
+    async def _remember(self, key: str | None, result: GenerateResult) -> None:
+        if self.cache is not None and key is not None:
+            await self.cache.put(key, result.model_dump(mode="json"))
 
     @staticmethod
     def _account(result: GenerateResult, request: GenerateRequest) -> None:

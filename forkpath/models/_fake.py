@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ import numpy as np
 from forkpath._errors import BadRequestError
 from forkpath.models._base import Model
 from forkpath.models._types import (
+    GenerateChunk,
     GenerateRequest,
     GenerateResult,
     Message,
@@ -47,6 +48,7 @@ class FakeModel(Model):
         confidence: float = 0.9,
         tokenizer_id: str = "fake-ascii",
         latency_s: float = 0.0,
+        token_latency_s: float = 0.0,
         fail_on: dict[str, str] | None = None,
         **options: Any,
     ) -> None:
@@ -69,6 +71,8 @@ class FakeModel(Model):
         self.confidence = confidence
         self.latency_s = latency_s
         """Seconds each call takes (for tests of concurrency, timeouts and interrupted runs)."""
+        self.token_latency_s = token_latency_s
+        """Seconds between the tokens of a streamed answer (:meth:`Model.stream`)."""
         self.fail_on = fail_on or {}
         """Prompt substring -> error message: such a call raises :class:`BadRequestError`."""
         self.calls = 0
@@ -135,6 +139,14 @@ class FakeModel(Model):
     @staticmethod
     def _prompt_text(messages: tuple[Message, ...]) -> str:
         return "\n".join(f"{m.role}: {m.content}" for m in messages)
+
+    async def _stream(self, request: GenerateRequest) -> AsyncGenerator[GenerateChunk, None]:
+        """One chunk per character, ``token_latency_s`` apart, then the result."""
+        result = await self._generate(request)
+        for token in result.tokens:
+            await asyncio.sleep(self.token_latency_s)
+            yield GenerateChunk(text=token.token, tokens=[token])
+        yield GenerateChunk(result=result)
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
         self.calls += 1

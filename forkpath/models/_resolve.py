@@ -77,6 +77,7 @@ class FakeOptions(ModelOptions):
     confidence: float = Field(default=0.9, gt=0.0, le=1.0)
     tokenizer_id: str = "fake-ascii"
     latency_s: float = Field(default=0.0, ge=0.0)
+    token_latency_s: float = Field(default=0.0, ge=0.0)
     fail_on: dict[str, str] | None = None
 
 

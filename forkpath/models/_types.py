@@ -197,6 +197,20 @@ class GenerateResult(BaseModel):
         return sum(lps) / len(lps) if lps else None
 
 
+class GenerateChunk(BaseModel):
+    """A piece of a streamed generation (:meth:`Model.stream`): the new text and its tokens; the
+    last chunk also carries the whole :class:`GenerateResult`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = ""
+    """Text produced since the previous chunk."""
+    tokens: list[TokenInfo] = Field(default_factory=list)
+    """The tokens of that text, where the backend gives them."""
+    result: GenerateResult | None = None
+    """On the last chunk only: the result, as :meth:`Model.generate` would return it."""
+
+
 class ModelCapabilities(BaseModel):
     """What a model can return; the levels of algorithms.md §0.1.
 
