@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import string
+from typing import Annotated
+
+from pydantic import AfterValidator
+
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message
 
@@ -11,6 +17,46 @@ CODE_USER = (
     "```python\n{prompt}```"
 )
 MATH_SYSTEM = "You are a careful mathematician. Think step by step, then finish with 'The answer is N.'"
+
+
+def check_prompt_template(template: str) -> str:
+    """Check a strategy's ``prompt`` template before any run: ``str.format`` fields that name the
+    task's fields (``{prompt}``, ``{entry_point}``, ...), ``{{``/``}}`` for literal braces.
+
+    Raises:
+        ValueError: naming the problem (a pydantic validator turns it into a ``file:line`` error).
+    """
+    fields = sorted(Task.model_fields)
+    jinja = re.search(r"\{\{\s*(\w+)\s*\}\}", template)
+    if jinja and jinja.group(1) in fields:
+        raise ValueError(
+            f"prompt template: {jinja.group(0)} is Jinja; a strategy's prompt is a format string: "
+            f"write {{{jinja.group(1)}}}"
+        )
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise ValueError(f"prompt template: {e} (write {{{{ and }}}} for literal braces)") from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in fields:
+            shown = field if len(field) <= 40 else field[:40] + "..."
+            raise ValueError(
+                f"prompt template: {{{shown}}} is not a task field (use {', '.join('{' + f + '}' for f in fields)}; "
+                "{{ and }} for literal braces)"
+            )
+        if spec:
+            raise ValueError(f"prompt template: {{{field}:{spec}}}: format specs are not supported")
+        if conversion not in (None, "s", "r", "a"):
+            raise ValueError(
+                f"prompt template: {{{field}!{conversion}}}: unknown conversion (use !s, !r or !a)"
+            )
+    return template
+
+
+PromptTemplate = Annotated[str, AfterValidator(check_prompt_template)]
+"""A strategy's ``prompt`` parameter, checked by :func:`check_prompt_template` when validated."""
 
 
 def task_messages(task: Task, template: str | None = None) -> tuple[Message, ...]:

@@ -98,7 +98,8 @@ class Registry(Generic[T]):
         """A pydantic model of the factory's parameters (``extra="forbid"``), for validation and docs."""
         factory = self.get(name)
         fields: dict[str, Any] = {}
-        hints = get_type_hints(factory)  # resolves string annotations (from __future__ import annotations)
+        # Resolves string annotations (from __future__ import annotations); keeps Annotated ranges.
+        hints = get_type_hints(factory, include_extras=True)
         for pname, param in inspect.signature(factory).parameters.items():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
