@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from forkpath._errors import ConfigError
+from forkpath._params import Probability, Threshold
 from forkpath._registry import Registered
 from forkpath.routers._base import Decision, Direction, Handover, Router, routers
 from forkpath.routers._features import Estimator, quantile_feature
@@ -143,7 +144,10 @@ def _coin(features: Mapping[str, float]) -> float:
 
 @routers.register("threshold")
 def threshold(
-    feature: str, threshold: float, direction: Direction = "above", handover: Handover = "token"
+    feature: Annotated[str, Field(min_length=1)],
+    threshold: Threshold,
+    direction: Direction = "above",
+    handover: Handover = "token",
 ) -> Router:
     """Any one-feature rule, e.g. ``{"name": "threshold", "feature": "lp2", "threshold": -1.5}``."""
     return ThresholdRouter(
@@ -152,7 +156,7 @@ def threshold(
 
 
 @routers.register("entropy")
-def entropy(threshold: float = 0.45, handover: Handover = "token") -> Router:
+def entropy(threshold: Threshold = 0.45, handover: Handover = "token") -> Router:
     """Route when the small model's next-token entropy (nats) is at least ``threshold``.
 
     0.45 is R2R's default for full-vocabulary entropy of its own model pair; recalibrate.
@@ -161,7 +165,7 @@ def entropy(threshold: float = 0.45, handover: Handover = "token") -> Router:
 
 
 @routers.register("top1")
-def top1(threshold: float = 0.5, handover: Handover = "token") -> Router:
+def top1(threshold: Threshold = 0.5, handover: Handover = "token") -> Router:
     """Route when the most likely next token's probability is under ``threshold``."""
     return ThresholdRouter(
         name="top1", feature="top1", threshold=threshold, direction="below", handover=handover
@@ -169,7 +173,7 @@ def top1(threshold: float = 0.5, handover: Handover = "token") -> Router:
 
 
 @routers.register("margin")
-def margin(threshold: float = 0.2, handover: Handover = "token") -> Router:
+def margin(threshold: Threshold = 0.2, handover: Handover = "token") -> Router:
     """Route when the top-1 probability exceeds the top-2 by less than ``threshold``."""
     return ThresholdRouter(
         name="margin", feature="margin", threshold=threshold, direction="below", handover=handover
@@ -177,7 +181,7 @@ def margin(threshold: float = 0.2, handover: Handover = "token") -> Router:
 
 
 @routers.register("window_entropy")
-def window_entropy(threshold: float = 1.0, handover: Handover = "segment") -> Router:
+def window_entropy(threshold: Threshold = 1.0, handover: Handover = "segment") -> Router:
     """Hand over a segment when the mean entropy over the recent window reaches ``threshold``."""
     return ThresholdRouter(
         name="window_entropy", feature="window_entropy", threshold=threshold, handover=handover
@@ -185,7 +189,7 @@ def window_entropy(threshold: float = 1.0, handover: Handover = "segment") -> Ro
 
 
 @routers.register("chow_sum")
-def chow_sum(threshold: float = -10.0) -> Router:
+def chow_sum(threshold: Threshold = -10.0) -> Router:
     """Defer the request when the answer's summed token log-probability is under ``threshold``
     (Chow-Sum; it defers long answers preferentially)."""
     return ThresholdRouter(
@@ -194,7 +198,7 @@ def chow_sum(threshold: float = -10.0) -> Router:
 
 
 @routers.register("chow_mean")
-def chow_mean(threshold: float = -0.3) -> Router:
+def chow_mean(threshold: Threshold = -0.3) -> Router:
     """Defer the request when the answer's mean token log-probability is under ``threshold``."""
     return ThresholdRouter(
         name="chow_mean", feature="mean_logprob", threshold=threshold, direction="below", handover="request"
@@ -202,7 +206,7 @@ def chow_mean(threshold: float = -0.3) -> Router:
 
 
 @routers.register("chow_quantile")
-def chow_quantile(alpha: float = 0.1, threshold: float = -2.0) -> Router:
+def chow_quantile(alpha: Probability = 0.1, threshold: Threshold = -2.0) -> Router:
     """Defer when the ``alpha`` quantile of the answer's token log-probabilities is under
     ``threshold`` (α=0: the least likely token; catches "one bad token")."""
     if not 0.0 <= alpha <= 1.0:
@@ -217,7 +221,7 @@ def chow_quantile(alpha: float = 0.1, threshold: float = -2.0) -> Router:
 
 
 @routers.register("verdict")
-def verdict(threshold: float = 1.0) -> Router:
+def verdict(threshold: Threshold = 1.0) -> Router:
     """Defer when the verifier's score of the small model's answer is under ``threshold``
     (1.0: defer unless every test passed)."""
     return ThresholdRouter(
@@ -226,7 +230,7 @@ def verdict(threshold: float = 1.0) -> Router:
 
 
 @routers.register("file")
-def file(path: str) -> Router:
+def file(path: Annotated[str, Field(min_length=1)]) -> Router:
     """A router saved by ``forkpath router calibrate`` (or :func:`save_router`)."""
     from forkpath.routers._base import load_router
 

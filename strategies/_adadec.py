@@ -17,8 +17,13 @@ Capabilities: token-level access (full distribution, prefix continuation:
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from forkpath._errors import ConfigError
-from forkpath._prompts import task_messages
+from forkpath._params import MAX_TOKENS, CountOrZero, Int, Threshold, Tokens
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._trace import ExpansionEvent, emit
 from forkpath._types import Task
 from forkpath.models import ModelCapabilities, entropy, token_model
@@ -43,15 +48,15 @@ def lookahead_score(look: Lookahead) -> float:
 @strategies.register("adadec")
 def adadec(
     model: str = "default",
-    threshold: float | None = None,
+    threshold: Threshold | None = None,
     threshold_file: str | None = None,
-    candidates: int = 3,
-    lookahead: int = 5,
-    lookahead_beam: int = 1,
-    max_pauses: int | None = None,
-    max_tokens: int = 512,
+    candidates: Annotated[Int, Field(ge=2, le=100)] = 3,
+    lookahead: Annotated[Int, Field(ge=0, le=MAX_TOKENS)] = 5,
+    lookahead_beam: Annotated[Int, Field(ge=1, le=100)] = 1,
+    max_pauses: CountOrZero | None = None,
+    max_tokens: Tokens = 512,
     stop_at_code_end: bool = True,
-    prompt: str | None = None,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Greedy decoding that pauses at high-entropy positions and reranks by lookahead.
 

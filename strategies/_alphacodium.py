@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from forkpath._params import Count, CountOrZero, Seed, Temperature, Tokens
 from forkpath._trace import VerdictEvent, emit
 from forkpath._types import IOCase, Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities
@@ -126,16 +127,16 @@ def _code(answer: str, task: Task) -> str:
 @strategies.register("alphacodium")
 def alphacodium(
     model: str = "default",
-    solutions: int = 2,
-    ai_tests: int = 4,
-    max_attempts: int = 2,
-    fixes_per_test: int = 2,
-    max_fix_calls: int = 4,
-    stage_tokens: int = 384,
-    code_tokens: int = 512,
-    prompt_temperature: float = 0.2,
-    code_temperature: float = 0.3,
-    seed: int = 0,
+    solutions: Count = 2,
+    ai_tests: CountOrZero = 4,
+    max_attempts: Count = 2,
+    fixes_per_test: CountOrZero = 2,
+    max_fix_calls: CountOrZero = 4,
+    stage_tokens: Tokens = 384,
+    code_tokens: Tokens = 512,
+    prompt_temperature: Temperature = 0.2,
+    code_temperature: Temperature = 0.3,
+    seed: Seed = 0,
 ) -> Strategy:
     """Reflect, plan, write tests, code and fix against public and AI tests with test anchors.
 

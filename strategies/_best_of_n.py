@@ -6,7 +6,8 @@ import asyncio
 from typing import Literal
 
 from forkpath import cancel_all
-from forkpath._prompts import task_messages
+from forkpath._params import Count, Seed, Temperature, Tokens
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._trace import VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, ModelCapabilities
@@ -15,14 +16,14 @@ from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, Str
 
 @strategies.register("best_of_n")
 def best_of_n(
-    n: int = 8,
+    n: Count = 8,
     model: str = "default",
-    temperature: float = 0.8,
-    max_tokens: int = 512,
+    temperature: Temperature = 0.8,
+    max_tokens: Tokens = 512,
     rerank: Literal["verifier", "mean_logprob"] = "verifier",
     early_stop: bool = True,
-    seed: int = 0,
-    prompt: str | None = None,
+    seed: Seed = 0,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Sample ``n`` candidates from ``model`` and choose the best.
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 
 from forkpath._errors import ConfigError
-from forkpath._prompts import answer_request
+from forkpath._params import Tokens
+from forkpath._prompts import PromptTemplate, answer_request
 from forkpath._trace import RoutingEvent, VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.models import ModelCapabilities
@@ -30,8 +31,8 @@ def cascade(
     router: RouterSpec = "chow_mean",
     small: str = "small",
     large: str = "large",
-    max_tokens: int = 512,
-    prompt: str | None = None,
+    max_tokens: Tokens = 512,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Answer with the small model; defer to the large one when the router says so.
 

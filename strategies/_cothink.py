@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 
-from forkpath._prompts import task_messages
+from forkpath._params import CountOrZero, Temperature, Tokens
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, Message, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
@@ -48,13 +49,13 @@ def _tokens(result: GenerateResult) -> int:
 def cothink(
     instruct: str = "instruct",
     reasoning: str = "reasoning",
-    outline_tokens: int = 192,
-    max_tokens: int = 1024,
-    outline_temperature: float = 0.2,
-    temperature: float = 0.0,
-    outline_retries: int = 1,
+    outline_tokens: Tokens = 192,
+    max_tokens: Tokens = 1024,
+    outline_temperature: Temperature = 0.2,
+    temperature: Temperature = 0.0,
+    outline_retries: CountOrZero = 1,
     baseline: bool = False,
-    prompt: str | None = None,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Outline with ``instruct``, solve with ``reasoning``.
 

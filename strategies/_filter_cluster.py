@@ -21,7 +21,8 @@ import re
 from typing import Any, Literal
 
 from forkpath import gather_all
-from forkpath._prompts import task_messages
+from forkpath._params import Count, Seed, Temperature, Tokens
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
@@ -121,17 +122,17 @@ def clusters_of(signatures: list[tuple[str, ...]]) -> list[list[int]]:
 
 @strategies.register("filter_and_cluster")
 def filter_and_cluster(
-    n: int = 16,
+    n: Count = 16,
     model: str = "default",
     input_model: str | None = None,
-    temperature: float = 0.8,
-    max_tokens: int = 512,
+    temperature: Temperature = 0.8,
+    max_tokens: Tokens = 512,
     filter_by: Literal["verifier", "examples"] = "verifier",
-    inputs: int = 8,
-    input_tokens: int = 384,
-    submissions: int = 1,
-    seed: int = 0,
-    prompt: str | None = None,
+    inputs: Count = 8,
+    input_tokens: Tokens = 384,
+    submissions: Count = 1,
+    seed: Seed = 0,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Sample programs, keep those passing the given tests, cluster by behaviour, pick by cluster size.
 

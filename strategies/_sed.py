@@ -18,10 +18,13 @@ sequence-level approximation: sample ``k`` whole answers, self-evaluate each, ke
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from forkpath._errors import ConfigError
-from forkpath._prompts import task_messages
+from forkpath._params import MAX_TOKENS, CountOrZero, Int, Probability, Temperature, Threshold, Tokens
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._trace import ExpansionEvent, emit
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities, TokenModel, entropy
@@ -69,18 +72,18 @@ def _combine(token_logprob: float, evaluation: float, weight: float) -> float:
 @strategies.register("sed")
 def sed(
     model: str = "default",
-    k: int = 3,
+    k: Annotated[Int, Field(ge=2, le=100)] = 3,
     criterion: Literal["ratio", "entropy"] = "ratio",
-    ratio: float = 0.5,
-    entropy_threshold: float = 1.0,
-    horizon: int = 48,
-    weight: float = 0.5,
-    max_pauses: int = 8,
-    max_tokens: int = 512,
+    ratio: Threshold = 0.5,
+    entropy_threshold: Threshold = 1.0,
+    horizon: Annotated[Int, Field(ge=0, le=MAX_TOKENS)] = 48,
+    weight: Probability = 0.5,
+    max_pauses: CountOrZero = 8,
+    max_tokens: Tokens = 512,
     stop_at_code_end: bool = True,
     fallback: Literal["error", "sequence"] = "error",
-    temperature: float = 0.8,
-    prompt: str | None = None,
+    temperature: Temperature = 0.8,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Greedy decoding that self-evaluates speculated answers at chaotic points.
 

@@ -20,8 +20,13 @@ token detail shows the stop string (the local backend), it is kept in the text.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from forkpath._errors import ConfigError
-from forkpath._prompts import task_messages
+from forkpath._params import Count, Int, Seed, Temperature, Tokens
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._trace import RoutingEvent, emit
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, Message, ModelCapabilities
@@ -44,17 +49,17 @@ def segment_offload(
     router: RouterSpec = "window_entropy",
     small: str = "small",
     large: str = "large",
-    max_tokens: int = 512,
-    chunk_tokens: int = 16,
-    segment_tokens: int = 64,
-    segment_stop: tuple[str, ...] = ("\n",),
-    top_logprobs: int = 5,
+    max_tokens: Tokens = 512,
+    chunk_tokens: Tokens = 16,
+    segment_tokens: Tokens = 64,
+    segment_stop: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)] = ("\n",),
+    top_logprobs: Annotated[Int, Field(ge=1, le=100)] = 5,
     estimator: Estimator = "lower",
-    window: int = 8,
-    cooldown: int = 4,
-    temperature: float = 0.0,
-    seed: int = 0,
-    prompt: str | None = None,
+    window: Count = 8,
+    cooldown: Count = 4,
+    temperature: Temperature = 0.0,
+    seed: Seed = 0,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Small model writes; uncertain stretches are offloaded to the large model a line at a time.
 

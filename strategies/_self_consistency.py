@@ -19,7 +19,8 @@ import re
 from typing import Literal
 
 from forkpath import gather_all
-from forkpath._prompts import task_messages
+from forkpath._params import Count, Seed, Temperature, Tokens
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
@@ -80,15 +81,15 @@ def group_votes(
 
 @strategies.register("self_consistency")
 def self_consistency(
-    n: int = 8,
+    n: Count = 8,
     model: str = "default",
-    temperature: float = 0.8,
-    max_tokens: int = 512,
+    temperature: Temperature = 0.8,
+    max_tokens: Tokens = 512,
     weighting: Literal["majority", "verifier", "probability"] = "majority",
     extract: Extract = "auto",
     early_stop: bool = True,
-    seed: int = 0,
-    prompt: str | None = None,
+    seed: Seed = 0,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Sample ``n`` answers and return the one most samples agree on.
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from forkpath._prompts import task_messages
+from forkpath._params import CountOrZero, Temperature, Tokens
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
@@ -55,12 +56,12 @@ def approves(critique: str) -> bool:
 def self_refine(
     model: str = "default",
     critic: str | None = None,
-    max_rounds: int = 3,
+    max_rounds: CountOrZero = 3,
     feedback: Literal["verifier", "examples", "critique"] = "verifier",
-    temperature: float = 0.0,
-    max_tokens: int = 512,
-    critique_tokens: int = 256,
-    prompt: str | None = None,
+    temperature: Temperature = 0.0,
+    max_tokens: Tokens = 512,
+    critique_tokens: Tokens = 256,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Refine an answer with test feedback (or a model's critique) for up to ``max_rounds`` revisions.
 

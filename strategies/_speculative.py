@@ -23,11 +23,14 @@ not need it: it preserves the target's distribution up to float noise either way
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from forkpath._errors import ConfigError
-from forkpath._prompts import task_messages
+from forkpath._params import Int, Seed, Temperature, Tokens, TopP
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._trace import RoutingEvent, emit
 from forkpath._types import Task
 from forkpath.models import (
@@ -90,14 +93,14 @@ def accept_draft_greedy(target_logprobs: np.ndarray, draft: Sequence[int]) -> tu
 def speculative_decoding(
     small: str = "small",
     large: str = "large",
-    draft_tokens: int = 4,
-    max_draft_tokens: int = 8,
+    draft_tokens: Annotated[Int, Field(ge=1, le=256)] = 4,
+    max_draft_tokens: Annotated[Int, Field(ge=1, le=256)] = 8,
     adaptive: bool = True,
-    max_tokens: int = 512,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    prompt: str | None = None,
+    max_tokens: Tokens = 512,
+    temperature: Temperature = 0.0,
+    top_p: TopP = 1.0,
+    seed: Seed = 0,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Decode with the large model's distribution, drafting with the small model.
 

@@ -24,7 +24,8 @@ import re
 from typing import Literal
 
 from forkpath._errors import ConfigError
-from forkpath._prompts import task_messages
+from forkpath._params import Temperature, Tokens
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, Message, Model, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
@@ -66,15 +67,15 @@ def deadline_from(reply: str, estimate: str, min_budget: int, max_budget: int) -
 @strategies.register("thought_budget")
 def thought_budget(
     model: str = "default",
-    budget: int | None = None,
+    budget: Tokens | None = None,
     estimate: Literal["difficulty", "tokens"] = "difficulty",
-    min_budget: int = 128,
-    max_budget: int = 1024,
-    chunk: int | None = None,
-    answer_tokens: int = 48,
+    min_budget: Tokens = 128,
+    max_budget: Tokens = 1024,
+    chunk: Tokens | None = None,
+    answer_tokens: Tokens = 48,
     mode: Literal["auto", "prefill", "user_turn"] = "auto",
-    temperature: float = 0.0,
-    prompt: str | None = None,
+    temperature: Temperature = 0.0,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Reason under a token deadline, with interrupts, then force a final answer.
 

@@ -14,10 +14,14 @@ file from ``forkpath router label`` + ``forkpath router calibrate``.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
+from pydantic import Field
 
 from forkpath._errors import ConfigError
-from forkpath._prompts import task_messages
+from forkpath._params import MAX_TOKENS, Count, Int, Seed, Temperature, Tokens, TopP
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._trace import RoutingEvent, emit
 from forkpath._types import Task
 from forkpath.models import (
@@ -88,13 +92,13 @@ def token_routing(
     router: RouterSpec = "entropy",
     small: str = "small",
     large: str = "large",
-    max_tokens: int = 512,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    hold: int = 0,
-    window: int = 8,
-    seed: int = 0,
-    prompt: str | None = None,
+    max_tokens: Tokens = 512,
+    temperature: Temperature = 0.0,
+    top_p: TopP = 1.0,
+    hold: Annotated[Int, Field(ge=0, le=MAX_TOKENS)] = 0,
+    window: Count = 8,
+    seed: Seed = 0,
+    prompt: PromptTemplate | None = None,
 ) -> Strategy:
     """Generate with the small model, handing the tokens the router picks to the large model.
 

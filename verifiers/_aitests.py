@@ -14,10 +14,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from forkpath._errors import VerifierError
+from forkpath._params import Count
 from forkpath._types import IOCase, Task
 from forkpath.models import GenerateRequest, Message, Model
 from forkpath.verifiers._extract import PYTHON_TAGS, fenced_blocks
-from forkpath.verifiers._judge import resolve_model
+from forkpath.verifiers._judge import ModelRef, resolve_model
 from forkpath.verifiers._python import PythonTestsVerifier
 from forkpath.verifiers._registry import verifiers
 from forkpath.verifiers._sandbox import Limits
@@ -174,7 +175,7 @@ class AITestsVerifier:
 
 
 @verifiers.register("ai_tests")
-def ai_tests(model: str | Model, n: int = 6, limits: Limits | None = None) -> AITestsVerifier:
+def ai_tests(model: ModelRef, n: Count = 6, limits: Limits | None = None) -> AITestsVerifier:
     """Run the candidate on tests a model writes from the problem statement (untrusted).
 
     Args:

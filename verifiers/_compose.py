@@ -1,9 +1,13 @@
 """Verifiers made of verifiers: all of them, a weighted mix, or in order until the first failure."""
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, ValidationInfo
 
 from forkpath import gather_all
 from forkpath._errors import ConfigError
+from forkpath._params import NonNegative, Probability
 from forkpath._types import Task
 from forkpath.verifiers._registry import make_verifier, verifier_name
 from forkpath.verifiers._registry import verifiers as registry
@@ -104,8 +108,42 @@ def _parts(specs: list[Any]) -> list[Verifier]:
     return [make_verifier(spec) for spec in specs]
 
 
+def _known_part(spec: Any) -> Any:
+    """Check a part's name and parameters when the composite's parameters are validated, so a
+    wrong part is found before anything runs (making it is left to the factory)."""
+    try:
+        if isinstance(spec, str):
+            registry.get(spec)
+        elif isinstance(spec, Mapping):
+            params = dict(spec)
+            name = params.pop("name", None)
+            if not isinstance(name, str):
+                raise ValueError(
+                    f"a verifier spec needs a 'name' naming a registered one; got {dict(spec)!r:.200}"
+                )
+            registry.validate(name, params)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+    return spec
+
+
+def _matching_weights(weights: list[float] | None, info: ValidationInfo) -> list[float] | None:
+    parts = info.data.get("verifiers")
+    if weights is not None and parts is not None and len(weights) != len(parts):
+        raise ValueError(f"{len(weights)} weights for {len(parts)} verifiers: give one weight per verifier")
+    if weights is not None and sum(weights) <= 0:
+        raise ValueError("the weights need a positive sum")
+    return weights
+
+
+Parts = Annotated[
+    list[Annotated[str | dict[str, Any] | Verifier, AfterValidator(_known_part)]], Field(min_length=1)
+]
+"""At least one verifier spec: names, ``{"name": ..., **params}`` mappings or objects."""
+
+
 @registry.register("all_of")
-def all_of(verifiers: list[str | dict[str, Any] | Verifier]) -> AllOf:
+def all_of(verifiers: Parts) -> AllOf:
     """Pass only when every verifier passes.
 
     Args:
@@ -116,9 +154,9 @@ def all_of(verifiers: list[str | dict[str, Any] | Verifier]) -> AllOf:
 
 @registry.register("weighted")
 def weighted(
-    verifiers: list[str | dict[str, Any] | Verifier],
-    weights: list[float] | None = None,
-    threshold: float | None = None,
+    verifiers: Parts,
+    weights: Annotated[list[NonNegative] | None, AfterValidator(_matching_weights)] = None,
+    threshold: Probability | None = None,
 ) -> Weighted:
     """Score as the weighted mean of the verifiers' scores.
 
@@ -132,7 +170,7 @@ def weighted(
 
 
 @registry.register("first_failure")
-def first_failure(verifiers: list[str | dict[str, Any] | Verifier]) -> FirstFailure:
+def first_failure(verifiers: Parts) -> FirstFailure:
     """Run the verifiers in order, stopping at the first failure.
 
     Args:

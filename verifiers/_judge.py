@@ -8,10 +8,14 @@ from 0 to 10 and the number is parsed. Either way the verdict is marked untruste
 import math
 import re
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, Field
+
+from forkpath._errors import ConfigError
+from forkpath._params import Int, Probability, Tokens
 from forkpath._types import Task
-from forkpath.models import GenerateRequest, Message, Model, TokenInfo, get_model
+from forkpath.models import GenerateRequest, Message, Model, TokenInfo, check_model, get_model
 from forkpath.verifiers._registry import verifiers
 from forkpath.verifiers._types import Reason, TestResult, Verdict
 
@@ -32,6 +36,19 @@ _SCORE = re.compile(r"-?\d+(?:\.\d+)?")
 def resolve_model(model: str | Model) -> Model:
     """A model object from a model string or an existing model."""
     return get_model(model) if isinstance(model, str) else model
+
+
+def _known_model(model: str | Model) -> str | Model:
+    if isinstance(model, str):
+        try:
+            check_model(model)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+    return model
+
+
+ModelRef = Annotated[str | Model, AfterValidator(_known_model)]
+"""A verifier's model: a model string (checked when validated, loaded when made) or a model."""
 
 
 def _word(token: str) -> str:
@@ -159,11 +176,11 @@ class ModelJudge:
 
 @verifiers.register("model_judge")
 def model_judge(
-    model: str | Model,
-    threshold: float = 0.5,
+    model: ModelRef,
+    threshold: Probability = 0.5,
     use_logprobs: bool | None = None,
-    top_logprobs: int = 5,
-    max_tokens: int = 8,
+    top_logprobs: Annotated[Int, Field(ge=1, le=100)] = 5,
+    max_tokens: Tokens = 8,
 ) -> ModelJudge:
     """Ask a model to judge the candidate (for tasks without tests); the verdict is untrusted.
 

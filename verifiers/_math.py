@@ -26,8 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from forkpath._errors import VerifierError
+from forkpath._params import Int
 from forkpath._types import Task
 from forkpath.verifiers._registry import verifiers
 from forkpath.verifiers._types import Reason, TestResult, Verdict
@@ -273,6 +277,9 @@ class MathAnswerVerifier:
 
 
 @verifiers.register("math_answer")
-def math_answer(float_rounding: int = 6, timeout_s: int = 5) -> MathAnswerVerifier:
+def math_answer(
+    float_rounding: Annotated[Int, Field(ge=0, le=15)] = 6,
+    timeout_s: Annotated[Int, Field(ge=1, le=3600)] = 5,
+) -> MathAnswerVerifier:
     """Compare a solution's final answer with the task's reference answer (GSM8K, MATH)."""
     return MathAnswerVerifier(float_rounding=float_rounding, timeout_s=timeout_s)

@@ -1,10 +1,13 @@
 """Python tests in the sandbox: HumanEval ``check``, MBPP asserts, stdin/stdout cases."""
 
 import time
-from typing import cast, get_args
+from typing import Annotated, cast, get_args
+
+from pydantic import Field
 
 from forkpath import gather_all
 from forkpath._errors import VerifierError
+from forkpath._params import Int, NonNegative
 from forkpath._types import Task
 from forkpath.verifiers._extract import (
     defines,
@@ -259,9 +262,9 @@ def _float(text: str) -> float:
 @verifiers.register("python_tests")
 def python_tests(
     limits: Limits | None = None,
-    float_tol: float = 1e-6,
+    float_tol: NonNegative = 1e-6,
     case_sensitive: bool = True,
-    max_parallel: int | None = None,
+    max_parallel: Annotated[Int, Field(ge=1, le=1024)] | None = None,
     isolation: Isolation = "auto",
     strict_values: bool = True,
 ) -> PythonTestsVerifier:
