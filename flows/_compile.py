@@ -9,6 +9,7 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,17 +25,31 @@ from forkpath.flows._nodes import FlowRuntime, FlowState, make_node
 from forkpath.flows._schema import END, EdgeSpec
 
 _env = jinja2.Environment(undefined=jinja2.ChainableUndefined, autoescape=False)
+log = logging.getLogger(__name__)
+
+
+def _holds(condition: Any, variables: dict[str, Any], when: str | None, warned: set[str | None]) -> bool:
+    """Whether an edge's condition holds; one that cannot be evaluated (``score >= 0.5`` while
+    ``score`` is None, before any verifier ran) is false, as a comparison with SQL's NULL is."""
+    try:
+        return bool(condition(**variables))
+    except Exception as e:
+        if when not in warned:  # once per condition and run, not once per step
+            warned.add(when)
+            log.warning("condition %r counts as false: %s: %s", when, type(e).__name__, e)
+        return False
 
 
 def _router(source: str, edges: list[EdgeSpec], runtime: FlowRuntime) -> Callable[[FlowState], Any]:
     spec = runtime.spec
     compiled = [(edge, _env.compile_expression(edge.when) if edge.when else None) for edge in edges]
+    warned: set[str | None] = set()
 
     def route(state: FlowState) -> str | list[str]:
         variables = runtime.context_vars(state)
         visits = variables["visits"]
         for edge, condition in compiled:
-            if condition is not None and not condition(**variables):
+            if condition is not None and not _holds(condition, variables, edge.when, warned):
                 continue
             targets = [
                 t

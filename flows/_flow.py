@@ -24,9 +24,10 @@ from forkpath import Budget, BudgetLimits
 from forkpath._errors import ConfigError
 from forkpath._trace import TraceEvent, Tracer
 from forkpath._types import Task
-from forkpath.flows._schema import END, EdgeSpec, FlowSpec, ModelSpec, NodeSpec, VerifierSpec
+from forkpath.flows._lines import LineMap, render_validation_error
+from forkpath.flows._schema import END, EdgeSpec, FlowSpec, ModelSpec, NodeSpec, VerifierSpec, spec_from_data
 from forkpath.flows._validate import flow_graph, validate
-from forkpath.flows._yaml import LineMap, load_yaml, load_yaml_file, render_validation_error
+from forkpath.flows._yaml import load_yaml, load_yaml_file
 from forkpath.models import Usage, usage_meter
 from forkpath.store import StoreConfig
 
@@ -69,10 +70,12 @@ class Flow:
         self._name = name
         self._description = description
         self._models = {
-            k: ModelSpec(model=v) if isinstance(v, str) else ModelSpec.model_validate(v)
+            k: _sdk(ModelSpec, {"model": v} if isinstance(v, str) else v, f"models.{k}")
             for k, v in (models or {}).items()
         }
-        self._verifier = VerifierSpec(name=verifier) if isinstance(verifier, str) else verifier
+        self._verifier = (
+            _sdk(VerifierSpec, {"name": verifier}, "verifier") if isinstance(verifier, str) else verifier
+        )
         self._budget = budget or BudgetLimits()
         self._store = store
         self._nodes: dict[str, NodeSpec] = {}
@@ -81,6 +84,8 @@ class Flow:
         self._spec: FlowSpec | None = None
         self.lines = LineMap("<sdk>")
         self.base_dir = Path.cwd()
+        self.path: Path | None = None
+        """The flow's file, when it was loaded from one (sub-flow cycles are checked from it)."""
 
     # -- building --------------------------------------------------------------------------------
     def node(
@@ -99,8 +104,9 @@ class Flow:
     ) -> Flow:
         """Add a node; keyword arguments beyond the kind are the factory's parameters."""
         if name in self._nodes:
-            raise ConfigError(f"node {name!r} is defined twice")
-        self._nodes[name] = NodeSpec.model_validate(
+            raise ConfigError(f"node {name!r} is defined twice", where="<sdk>")
+        self._nodes[name] = _sdk(
+            NodeSpec,
             {
                 "strategy": strategy,
                 "verifier": verifier,
@@ -111,14 +117,17 @@ class Flow:
                 "models": models or {},
                 "max_visits": max_visits,
                 "params": params,
-            }
+            },
+            f"nodes.{name}",
         )
         self._spec = None
         return self
 
     def edge(self, source: str, to: str | list[str], *, when: str | None = None) -> Flow:
         """Add a transition; ``to="end"`` finishes, a list fans out in parallel."""
-        self._edges.append(EdgeSpec.model_validate({"from": source, "to": to, "when": when}))
+        self._edges.append(
+            _sdk(EdgeSpec, {"from": source, "to": to, "when": when}, f"edges[{len(self._edges)}]")
+        )
         self._spec = None
         return self
 
@@ -130,17 +139,20 @@ class Flow:
     @property
     def spec(self) -> FlowSpec:
         if self._spec is None:
-            self._spec = FlowSpec(
-                name=self._name,
-                description=self._description,
-                models=self._models,
-                verifier=self._verifier,
-                start=self._start,
-                nodes=self._nodes,
-                edges=self._edges,
-                budget=self._budget,
-                store=self._store,
-            )
+            try:
+                self._spec = FlowSpec(
+                    name=self._name,
+                    description=self._description,
+                    models=self._models,
+                    verifier=self._verifier,
+                    start=self._start,
+                    nodes=self._nodes,
+                    edges=self._edges,
+                    budget=self._budget,
+                    store=self._store,
+                )
+            except ValidationError as e:
+                raise render_validation_error(e, self.lines, FlowSpec) from None
         return self._spec
 
     @classmethod
@@ -153,24 +165,28 @@ class Flow:
 
     @classmethod
     def from_yaml(cls, path: str | Path, *, check: bool = True) -> Flow:
-        """Load and (by default) validate a flow file; errors point at ``file:line``."""
+        """Load and (by default) validate a flow file; errors point at ``file:line``.
+
+        Every malformed file is one :class:`ConfigError` (see ``docs/architecture.md``, "What
+        validation guarantees"): unreadable, too large or not UTF-8, hostile YAML, wrong
+        fields or types, parameters out of range, broken templates, bad graphs and sub-flows.
+        """
         data, lines = load_yaml_file(path)
-        return cls._from_data(data, lines, Path(path).resolve().parent, check)
+        flow = cls._from_data(data, lines, Path(path).resolve().parent, check=False)
+        flow.path = Path(path).resolve()
+        if check:
+            flow.validate()
+        return flow
 
     @classmethod
-    def from_yaml_text(cls, text: str, *, source: str = "<flow>", check: bool = True) -> Flow:
+    def from_yaml_text(cls, text: str | bytes, *, source: str = "<flow>", check: bool = True) -> Flow:
+        """:meth:`from_yaml` of text (sub-flow paths are relative to the working directory)."""
         data, lines = load_yaml(text, source)
         return cls._from_data(data, lines, Path.cwd(), check)
 
     @classmethod
     def _from_data(cls, data: Any, lines: LineMap, base_dir: Path, check: bool) -> Flow:
-        if not isinstance(data, dict):
-            raise lines.error("a flow file is a mapping with name, models, nodes and edges")
-        try:
-            spec = FlowSpec.model_validate(data)
-        except ValidationError as e:
-            raise render_validation_error(e, lines) from None
-        flow = cls.from_spec(spec, lines, base_dir)
+        flow = cls.from_spec(spec_from_data(data, lines), lines, base_dir)
         if check:
             flow.validate()
         return flow
@@ -183,7 +199,7 @@ class Flow:
     # -- checking and drawing --------------------------------------------------------------------
     def validate(self) -> Flow:
         """Raise the first problem as a :class:`ConfigError` at ``file:line``; return self if none."""
-        validate(self.spec, self.lines, self.base_dir)
+        validate(self.spec, self.lines, self.base_dir, chain=(self.path,) if self.path else ())
         return self
 
     def mermaid(self) -> str:
@@ -294,6 +310,18 @@ class Flow:
     def run_sync(self, task: Task, **options: Any) -> FlowResult:
         """:meth:`run` for scripts: runs its own event loop."""
         return asyncio.run(self.run(task, **options))
+
+
+def _sdk(model: Any, data: Any, label: str) -> Any:
+    """``model.model_validate(data)`` for the SDK: a problem is one ``ConfigError`` naming ``label``."""
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        message = str(render_validation_error(e, LineMap(""), model)).removeprefix(": ")
+        message = f"{label}: {message[6:]}" if message.startswith("flow: ") else f"{label}.{message}"
+        raise ConfigError(message, where="<sdk>") from None
 
 
 def _budget_stopped(budget: Budget, steps: list[dict[str, Any]]) -> bool:

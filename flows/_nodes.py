@@ -16,7 +16,7 @@ import jinja2
 from pydantic import BaseModel, ConfigDict, Field
 
 from forkpath import Budget
-from forkpath._errors import ConfigError
+from forkpath._errors import ConfigError, FlowError
 from forkpath._trace import NodeEvent, emit, span
 from forkpath._types import Task
 from forkpath.flows._schema import FlowSpec, NodeSpec
@@ -224,6 +224,8 @@ def render(template: str, runtime: FlowRuntime, state: FlowState) -> str:
         return _env.from_string(template).render(runtime.context_vars(state))
     except jinja2.UndefinedError as e:
         raise ConfigError(f"template: {e.message}") from None
+    except Exception as e:  # what validation cannot see: the values of this run (None + 1, ...)
+        raise FlowError(f"template {template[:80]!r} failed: {type(e).__name__}: {e}") from None
 
 
 async def _run_model(name: str, node: NodeSpec, runtime: FlowRuntime, state: FlowState) -> dict[str, Any]:

@@ -1,30 +1,44 @@
 """Checks a flow before anything runs; each problem is one :class:`ConfigError` at ``file:line``.
 
-In order: names (strategies, verifiers, models, nodes, sub-flow files), parameters against the
-factories' signatures, templates and edge conditions (syntax and unknown variables), the graph
-(networkx: unreachable nodes, nodes that cannot reach the end, loops without a bound), and the
-capabilities each strategy needs of the models it is given.
+In order: models (the string and every ``options`` field, against the backend's options model),
+names (strategies, verifiers, models, nodes, edges), parameters against the factories'
+signatures (types and ranges; the strategy is then made, so its own cross-parameter checks
+run too), templates and edge conditions (syntax and unknown variables), the graph (networkx:
+unreachable nodes, nodes that cannot reach the end, loops without a bound), the model roles and
+capabilities each strategy needs, and sub-flows (loaded and validated with the parent, cycles
+and depth refused).
+
+What validation cannot see (the values a run produces) is made safe where it is used: a
+condition that cannot be evaluated (``score >= 0.5`` while ``score`` is None) is false, and a
+template that fails while rendering stops the run with one ``FlowError`` naming it.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import jinja2.meta
 import networkx as nx
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import ValidationError
 
-from forkpath._errors import ConfigError, ForkpathError
+from forkpath._errors import ConfigError
 from forkpath._types import Task
-from forkpath.flows._schema import END, FlowSpec, NodeSpec
-from forkpath.flows._yaml import LineMap
-from forkpath.models import check_capabilities, check_model
+from forkpath.flows._lines import LineMap, Path_, first_problem, label, one_line, plain
+from forkpath.flows._schema import END, FlowSpec, NodeSpec, spec_from_data
+from forkpath.flows._yaml import load_yaml_file
+from forkpath.models import backend_for, check_capabilities, check_model
 
 STATE_NAMES = {"answer", "passed", "score", "visits", "budget", "steps", "task", "prompt"}
 """Names a template or condition may use besides the task's fields."""
 TASK_FIELDS = set(Task.model_fields)
-_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+MAX_SUBFLOW_DEPTH = 8
+"""How deep sub-flows may include sub-flows."""
+_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 def flow_graph(spec: FlowSpec) -> nx.DiGraph:
@@ -42,11 +56,23 @@ def flow_graph(spec: FlowSpec) -> nx.DiGraph:
     return graph
 
 
-def validate(spec: FlowSpec, lines: LineMap, base_dir: Path | None = None) -> None:
-    """Raise the first problem found, as a :class:`ConfigError` pointing at its line."""
-    _check_names(spec, lines, base_dir)
+def validate(
+    spec: FlowSpec, lines: LineMap, base_dir: Path | None = None, *, chain: tuple[Path, ...] = ()
+) -> None:
+    """Raise the first problem found, as a :class:`ConfigError` pointing at its line.
+
+    ``chain`` is the sub-flow files being validated around this one (outermost first), to
+    refuse a flow that includes itself.
+    """
+    _check_models(spec, lines)
+    _check_names(spec, lines)
+    if spec.verifier is not None:
+        _check_verifier(
+            spec.verifier.name, spec.verifier.params, lines, ("verifier", "name"), ("verifier", "params")
+        )
     for name, node in spec.nodes.items():
-        _check_templates(node, lines, ("nodes", name))
+        _check_node_params(name, node, lines)
+        _check_template(name, node, lines)
     for i, edge in enumerate(spec.edges):
         if edge.when is not None:
             _check_expression(edge.when, lines, ("edges", i, "when"))
@@ -54,29 +80,37 @@ def validate(spec: FlowSpec, lines: LineMap, base_dir: Path | None = None) -> No
     for name, node in spec.nodes.items():
         if node.strategy:
             _check_strategy(spec, name, node, lines)
+    _check_subflows(spec, lines, base_dir or Path.cwd(), chain)
 
 
-def _check_names(spec: FlowSpec, lines: LineMap, base_dir: Path | None) -> None:
-    from forkpath.strategies import strategies
-    from forkpath.verifiers import verifiers
-
-    if spec.start is not None and spec.start not in spec.nodes:
-        raise lines.error(f"start: no node named {spec.start!r}", ("start",))
-    if END in spec.nodes:
-        raise lines.error(f"nodes: {END!r} is reserved for the end of the flow", ("nodes", END))
+# -- models and names ----------------------------------------------------------------------------
+def _check_models(spec: FlowSpec, lines: LineMap) -> None:
     for role, model in spec.models.items():
         try:
             check_model(model.model, model.options)
-        except ForkpathError as e:
-            raise lines.error(f"models.{role}: {e}", ("models", role)) from None
-    if spec.verifier is not None:
-        _check_params(verifiers, spec.verifier.name, spec.verifier.params, lines, ("verifier",), "verifier")
+        except Exception as e:
+            message = str(e) if isinstance(e, ConfigError) else f"cannot check model: {type(e).__name__}: {e}"
+            raise lines.error(
+                f"models.{role}: {message}", ("models", role, *_option_path(model.model, model.options))
+            ) from None
+
+
+def _option_path(model: str, options: dict[str, Any]) -> Path_:
+    """Where in a model's spec its problem is: the first bad option, else the model string."""
+    try:
+        backend_for(model).options.model_validate(options)
+    except ValidationError as e:
+        return ("options", *e.errors()[0]["loc"])
+    except Exception:
+        pass
+    return ("model",)
+
+
+def _check_names(spec: FlowSpec, lines: LineMap) -> None:
+    if spec.start is not None and spec.start not in spec.nodes:
+        raise lines.error(f"start: no node named {spec.start!r} ({_known(spec.nodes)})", ("start",))
     for name, node in spec.nodes.items():
         where = ("nodes", name)
-        if node.strategy:
-            _check_params(strategies, node.strategy, node.params, lines, (*where, "strategy"), "strategy")
-        if node.verifier:
-            _check_params(verifiers, node.verifier, node.params, lines, (*where, "verifier"), "verifier")
         if node.model and node.model not in spec.models:
             raise lines.error(
                 f"nodes.{name}.model: no model named {node.model!r} ({_known(spec.models)})",
@@ -88,10 +122,6 @@ def _check_names(spec: FlowSpec, lines: LineMap, base_dir: Path | None) -> None:
                     f"nodes.{name}.models.{role}: no model named {target!r} ({_known(spec.models)})",
                     (*where, "models", role),
                 )
-        if node.flow:
-            path = (base_dir or Path.cwd()) / node.flow
-            if not path.is_file():
-                raise lines.error(f"nodes.{name}.flow: sub-flow file not found: {path}", (*where, "flow"))
     for i, edge in enumerate(spec.edges):
         if edge.source not in spec.nodes:
             raise lines.error(
@@ -109,45 +139,114 @@ def _known(names: dict[str, Any]) -> str:
     return "known: " + (", ".join(names) or "none")
 
 
-def _check_params(
-    registry: Any, name: str, params: dict[str, Any], lines: LineMap, where: tuple[Any, ...], kind: str
-) -> None:
+# -- parameters ----------------------------------------------------------------------------------
+def _check_params(registry: Any, name: str, params: dict[str, Any], lines: LineMap, where: Path_) -> None:
+    """``params`` against the factory's signature; an error points at the parameter's own line."""
     try:
-        registry.get(name)
+        model = registry.params_model(name)
+        model.model_validate(params)
+    except ValidationError as e:
+        first = first_problem(e.errors(), lines, where)
+        loc = tuple(first["loc"])
+        field = label(loc) or "params"
+        if first["type"] == "extra_forbidden":
+            known = list(model.model_fields)
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            message = (
+                f"unknown parameter; did you mean {close[0]}?"
+                if close
+                else f"unknown parameter (parameters of {name}: {', '.join(known) or 'none'})"
+            )
+        elif first["type"] == "missing":
+            message = "required parameter is missing"
+        else:
+            message = plain(first["msg"])
+        raise lines.error(f"{registry.kind} {name!r}: {field}: {message}", (*where, *loc)) from None
     except ConfigError as e:
         raise lines.error(str(e), where) from None
+
+
+def _check_verifier(
+    name: str, params: dict[str, Any], lines: LineMap, name_at: Path_, params_at: Path_
+) -> None:
+    from forkpath.verifiers import verifiers
+
     try:
-        registry.validate(name, params)
+        verifiers.get(name)
     except ConfigError as e:
-        raise lines.error(str(e), (*where[:-1], "params")) from None
+        raise lines.error(str(e), name_at) from None
+    _check_params(verifiers, name, params, lines, params_at)
 
 
-def _check_templates(node: NodeSpec, lines: LineMap, where: tuple[Any, ...]) -> None:
+def _check_node_params(name: str, node: NodeSpec, lines: LineMap) -> None:
+    where: Path_ = ("nodes", name)
+    if node.strategy:
+        from forkpath.strategies import strategies
+
+        try:
+            strategies.get(node.strategy)
+        except ConfigError as e:
+            raise lines.error(str(e), (*where, "strategy")) from None
+        _check_params(strategies, node.strategy, node.params, lines, (*where, "params"))
+    elif node.verifier:
+        _check_verifier(node.verifier, node.params, lines, (*where, "verifier"), (*where, "params"))
+    elif node.model:
+        from forkpath.flows._nodes import ModelCallParams
+
+        try:
+            ModelCallParams.model_validate(node.params)
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = tuple(first["loc"])
+            message = (
+                f"unknown parameter of a model call (parameters: {', '.join(ModelCallParams.model_fields)})"
+                if first["type"] == "extra_forbidden"
+                else first["msg"]
+            )
+            raise lines.error(
+                f"{label((*where, 'params', *loc))}: {message}", (*where, "params", *loc)
+            ) from None
+
+
+# -- templates and conditions --------------------------------------------------------------------
+def _parse(source: str) -> jinja2.nodes.Template:
+    try:
+        return _env.parse(source)
+    except (RecursionError, MemoryError):
+        raise jinja2.TemplateSyntaxError("nested too deeply", 1) from None
+
+
+def _check_template(name: str, node: NodeSpec, lines: LineMap) -> None:
     if node.prompt is None:
         return
+    where = ("nodes", name, "prompt")
+    label = f"nodes.{name}.prompt"
     try:
-        parsed = _env.parse(node.prompt)
+        parsed = _parse(node.prompt)
+        unknown = jinja2.meta.find_undeclared_variables(parsed) - STATE_NAMES - TASK_FIELDS
     except jinja2.TemplateSyntaxError as e:
-        raise lines.error(
-            f"{'.'.join(map(str, where))}.prompt: template error: {e.message}", (*where, "prompt")
-        ) from None
-    unknown = jinja2.meta.find_undeclared_variables(parsed) - STATE_NAMES - TASK_FIELDS
+        raise lines.error(f"{label}: template error: {e.message}", where) from None
+    except (RecursionError, MemoryError):
+        raise lines.error(f"{label}: template error: nested too deeply", where) from None
     if unknown:
         raise lines.error(
-            f"{'.'.join(map(str, where))}.prompt: unknown field {', '.join(sorted(unknown))} in template "
+            f"{label}: unknown field {', '.join(sorted(unknown))} in template "
             f"(task fields: {', '.join(sorted(TASK_FIELDS))}; state: {', '.join(sorted(STATE_NAMES))})",
-            (*where, "prompt"),
+            where,
         )
 
 
-def _check_expression(expression: str, lines: LineMap, where: tuple[Any, ...]) -> None:
+def _check_expression(expression: str, lines: LineMap, where: Path_) -> None:
     label = f"edges[{where[1]}].when"
+    shown = one_line(repr(expression), 120)
     try:
-        parsed = _env.parse("{{ " + expression + " }}")
+        parsed = _parse("{{ " + expression + " }}")
         _env.compile_expression(expression)
+        unknown = jinja2.meta.find_undeclared_variables(parsed) - STATE_NAMES - TASK_FIELDS
     except jinja2.TemplateSyntaxError as e:
-        raise lines.error(f"{label}: cannot parse condition {expression!r}: {e.message}", where) from None
-    unknown = jinja2.meta.find_undeclared_variables(parsed) - STATE_NAMES - TASK_FIELDS
+        raise lines.error(f"{label}: cannot parse condition {shown}: {e.message}", where) from None
+    except (RecursionError, MemoryError, SyntaxError, ValueError) as e:
+        raise lines.error(f"{label}: cannot parse condition {shown}: {type(e).__name__}", where) from None
     if unknown:
         raise lines.error(
             f"{label}: unknown name {', '.join(sorted(unknown))} in condition (use: {', '.join(sorted(STATE_NAMES))})",
@@ -155,6 +254,7 @@ def _check_expression(expression: str, lines: LineMap, where: tuple[Any, ...]) -
         )
 
 
+# -- the graph -----------------------------------------------------------------------------------
 def _check_graph(spec: FlowSpec, lines: LineMap) -> None:
     graph = flow_graph(spec)
     reachable = {spec.first} | nx.descendants(graph, spec.first)
@@ -185,18 +285,36 @@ def _check_graph(spec: FlowSpec, lines: LineMap) -> None:
             )
 
 
+# -- strategies: made once, their roles and capabilities -----------------------------------------
 def _check_strategy(spec: FlowSpec, name: str, node: NodeSpec, lines: LineMap) -> None:
     from forkpath.strategies import strategies
 
     assert node.strategy is not None
-    strategy = strategies.create(node.strategy, **node.params)
+    where: Path_ = ("nodes", name)
+    try:
+        strategy = strategies.create(node.strategy, **node.params)
+    except ConfigError as e:
+        raise lines.error(f"nodes.{name}.params: {e}", (*where, "params")) from None
+    except Exception as e:  # a factory's own check that is not (yet) a ConfigError
+        raise lines.error(
+            f"nodes.{name}.params: strategy {node.strategy} cannot be made: {type(e).__name__}: {e}",
+            (*where, "params"),
+        ) from None
+    if strategy.needs:
+        for role in node.models:
+            if role not in strategy.needs:
+                raise lines.error(
+                    f"nodes.{name}.models.{role}: strategy {node.strategy} has no model role {role!r} "
+                    f"(its roles: {', '.join(strategy.needs)})",
+                    (*where, "models", role),
+                )
     for role, needs in strategy.needs.items():
         target = node.models.get(role, role)
         if target not in spec.models:
             raise lines.error(
                 f"nodes.{name}: strategy {node.strategy} needs a model for role {role!r}; "
                 f"add models: {{{role}: <one of {', '.join(spec.models)}>}} to the node",
-                ("nodes", name),
+                where,
             )
         model = spec.models[target]
         try:
@@ -207,9 +325,40 @@ def _check_strategy(spec: FlowSpec, name: str, node: NodeSpec, lines: LineMap) -
                 by=f"{node.strategy} (node {name})",
             )
         except ConfigError as e:
-            raise lines.error(str(e), ("nodes", name)) from None
+            raise lines.error(str(e), where) from None
     if strategy.needs_verifier and spec.verifier is None:
         raise lines.error(
-            f"nodes.{name}: strategy {node.strategy} needs a verifier; set `verifier:` on the flow",
-            ("nodes", name),
+            f"nodes.{name}: strategy {node.strategy} needs a verifier; set `verifier:` on the flow", where
         )
+
+
+# -- sub-flows -----------------------------------------------------------------------------------
+def _check_subflows(spec: FlowSpec, lines: LineMap, base_dir: Path, chain: tuple[Path, ...]) -> None:
+    for name, node in spec.nodes.items():
+        if not node.flow:
+            continue
+        where: Path_ = ("nodes", name, "flow")
+        label = f"nodes.{name}.flow"
+        path = base_dir / node.flow
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError, ValueError) as e:
+            raise lines.error(f"{label}: cannot resolve sub-flow path {node.flow!r}: {e}", where) from None
+        if resolved in chain:
+            cycle = [*chain[chain.index(resolved) :], resolved]
+            raise lines.error(
+                f"{label}: sub-flows include each other in a cycle: {' -> '.join(map(_shown, cycle))}", where
+            )
+        if len(chain) >= MAX_SUBFLOW_DEPTH:
+            raise lines.error(f"{label}: sub-flows nest deeper than {MAX_SUBFLOW_DEPTH} levels", where)
+        try:
+            data, sub_lines = load_yaml_file(path, _shown(path))
+            sub_spec = spec_from_data(data, sub_lines)
+            validate(sub_spec, sub_lines, resolved.parent, chain=(*chain, resolved))
+        except ConfigError as e:
+            raise lines.error(f"{label}: in sub-flow {e}", where) from None
+
+
+def _shown(path: Path) -> str:
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else str(path)

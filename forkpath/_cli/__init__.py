@@ -30,14 +30,14 @@ app = typer.Typer(
 models_app = typer.Typer(rich_markup_mode=None, help="List and fetch models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-from forkpath._cli._term import console, err_console, table  # noqa: E402
+from forkpath._cli._term import console, err_console, escape, table  # noqa: E402
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit (the CLI's only way of reporting bad input)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -93,7 +93,7 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except ForkpathError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -14,6 +14,9 @@ from forkpath._errors import ConfigError
 if TYPE_CHECKING:
     from forkpath import Task
 
+MAX_INPUT = 1 << 20
+"""The largest ``--input`` task read (1 MiB)."""
+
 app = typer.Typer(rich_markup_mode=None)
 trace_app = typer.Typer(rich_markup_mode=None, help="Read the JSONL traces of runs.", no_args_is_help=True)
 app.add_typer(trace_app, name="trace")
@@ -29,10 +32,16 @@ def _task(input_json: str | None, task_ref: str | None) -> Task:
     if task_ref is not None:
         return load_task(task_ref)
     assert input_json is not None
+    if len(input_json) > MAX_INPUT:
+        raise ConfigError(f"--input is larger than {MAX_INPUT // 1024} KiB; give a dataset task with --task")
     try:
         data: Any = json.loads(input_json)
     except json.JSONDecodeError as e:
         raise ConfigError(f"--input is not JSON: {e.msg} at character {e.pos}") from None
+    except RecursionError:
+        raise ConfigError("--input is not a task: JSON nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"--input is not JSON that can be read: {str(e).split(';')[0]}") from None
     if isinstance(data, str):
         data = {"prompt": data}
     if not isinstance(data, dict):
@@ -41,8 +50,14 @@ def _task(input_json: str | None, task_ref: str | None) -> Task:
     try:
         return Task.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise ConfigError(f"--input: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        # A misspelt field says more than the field it was meant to be.
+        first = min(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
+        field = ".".join(map(str, first["loc"])) or "task"
+        if first["type"] == "extra_forbidden":
+            message = f"unknown task field (fields: {', '.join(Task.model_fields)})"
+        else:
+            message = first["msg"]
+        raise ConfigError(f"--input: {field}: {message}"[:1000]) from None
 
 
 @app.command("run")
