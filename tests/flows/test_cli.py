@@ -85,3 +85,101 @@ def test_trace_show_tree_needs_a_search_and_says_so(tmp_path: Path) -> None:
     proc = forkpath("trace", "show", "plain", "--tree", str(tmp_path / "tree.html"), cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr  # no search ran in this flow
     assert not (tmp_path / "tree.html").exists()
+
+
+LAUGHS = (
+    "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 9))
+).encode()
+"""The billion laughs: nine levels of ten aliases each."""
+
+# (label, file name, bytes of the flow file, fragment of the one error line)
+MALFORMED = [
+    (
+        "not UTF-8",
+        "latin.yaml",
+        FLOW.replace("cli-demo", "caf\xe9").encode("latin-1"),
+        "latin.yaml:1: not UTF-8",
+    ),
+    ("NUL byte", "nul.yaml", FLOW.encode().replace(b"  check:", b"  ch\0eck:"), "nul.yaml:8: NUL byte"),
+    ("billion laughs", "bomb.yaml", LAUGHS, "YAML aliases expand this flow beyond"),
+    (
+        "deep nesting",
+        "deep.yaml",
+        b"name: x\nmodels: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+        "deep.yaml:2: invalid YAML: nesting deeper than",
+    ),
+    (
+        "duplicate key",
+        "dup.yaml",
+        (FLOW + "name: again\n").encode(),
+        "dup.yaml:13: duplicate key 'name' (first at line 1)",
+    ),
+    (
+        "two documents",
+        "docs.yaml",
+        (FLOW + "---\nname: x\n").encode(),
+        "docs.yaml:13: a second YAML document",
+    ),
+    ("empty file", "empty.yaml", b"", "empty.yaml: the flow file is empty"),
+    (
+        "empty nodes",
+        "nodes.yaml",
+        b"name: x\nmodels: {default: fake/m}\nnodes: {}\n",
+        "nodes.yaml:3: nodes: is empty",
+    ),
+    (
+        "out of range",
+        "range.yaml",
+        FLOW.replace("verifier: math_answer", "verifier: math_answer\n    params: {timeout_s: 0}").encode(),
+        "range.yaml:10: verifiers 'math_answer': timeout_s: Input should be greater than or equal to 1",
+    ),
+    (
+        "model option",
+        "option.yaml",
+        FLOW.replace("options: {script:", "options: {n_ctx: 5, script:").encode(),
+        "option.yaml:3: models.default: model fake/m: options.n_ctx: unknown option",
+    ),
+    ("markup in a key", "markup.yaml", (FLOW + "'[/]': 1\n").encode(), "markup.yaml:13: [/]: unknown field"),
+    (
+        "self-including sub-flow",
+        "self.yaml",
+        FLOW.replace("verifier: math_answer", "flow: self.yaml").encode(),
+        "self.yaml:9: nodes.check.flow: sub-flows include each other in a cycle",
+    ),
+]
+
+
+def test_each_class_of_malformed_flow_is_one_line_exit_2_in_every_command(tmp_path: Path) -> None:
+    task = json.dumps({"prompt": "What is 6*7?", "kind": "math", "answer": "42"})
+    for i, (label, name, data, fragment) in enumerate(MALFORMED):
+        flow = tmp_path / name
+        flow.write_bytes(data)
+        command = (["validate", name], ["run", name, "--input", task], ["graph", name])[i % 3]
+        proc = forkpath(*command, cwd=tmp_path)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2, (label, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(lines) == 1, (label, proc.stderr)
+        assert lines[0].startswith("error: ") and fragment in lines[0], (label, lines[0])
+        assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+def test_malformed_input_json_is_one_line(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(FLOW)
+    for value, fragment in (
+        (
+            "{not json",
+            "--input is not JSON: Expecting property name enclosed in double quotes at character 1",
+        ),
+        ("[" * 20000 + "]" * 20000, "--input is not a task: JSON nested too deeply"),
+        ("1" * 5000, "--input is not JSON that can be read: Exceeds the limit"),
+        ("[1, 2]", "--input must be a JSON object (a task) or a string (its prompt)"),
+        ('{"promt": "hi"}', "--input: promt: unknown task field"),
+        ('{"prompt": 5}', "--input: prompt: Input should be a valid string"),
+        ('{"prompt": "x", "kind": "poem"}', "--input: kind: Input should be 'code', 'math' or 'text'"),
+    ):
+        proc = forkpath("run", str(flow), "--input", value, cwd=tmp_path)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(lines) == 1 and fragment in lines[0], (value[:20], lines)
