@@ -33,6 +33,7 @@ MAX_NODES = 100_000
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
+_NULL = "tag:yaml.org,2002:null"
 _TAG_NAMES = {
     "tag:yaml.org,2002:int": "an integer",
     "tag:yaml.org,2002:float": "a number",
@@ -180,16 +181,30 @@ def _scan(text: str, source: str) -> None:
             )
 
 
-def _check_keys(node: yaml.Node, source: str, lines: dict[Path_, int], path: Path_ = ()) -> None:
-    """Record each key path's line; refuse non-string and duplicate keys (recursion is bounded by
-    :func:`_scan`'s depth check)."""
+def _check_nodes(
+    node: yaml.Node, loader: Any, source: str, lines: dict[Path_, int], path: Path_ = ()
+) -> None:
+    """Record each key path's line; refuse non-string and duplicate keys, and values that cannot
+    be read as what they say they are (recursion is bounded by :func:`_scan`'s depth check)."""
     lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, yaml.ScalarNode) and node.tag not in (_STR, _NULL):
+        try:  # a 5000-digit integer, 2024-13-45, !!bool maybe: PyYAML fails with a bare exception
+            loader.construct_object(node)
+        except yaml.YAMLError:
+            raise
+        except Exception as e:
+            what = _TAG_NAMES.get(node.tag, node.tag)
+            reason = str(e).split(";")[0]
+            raise ConfigError(
+                f"cannot read {one_line(node.value, 40)!r} as {what}: {one_line(reason, 120)}",
+                where=f"{source}:{node.start_mark.line + 1}",
+            ) from None
+    elif isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key, value in node.value:
             line = key.start_mark.line + 1
             if key.tag == _MERGE:
-                _check_keys(value, source, lines, path)
+                _check_nodes(value, loader, source, lines, path)
                 continue
             if not isinstance(key, yaml.ScalarNode) or key.tag != _STR:
                 raise ConfigError(_key_problem(key), where=f"{source}:{line}")
@@ -202,11 +217,11 @@ def _check_keys(node: yaml.Node, source: str, lines: dict[Path_, int], path: Pat
                 )
             seen[name] = line
             lines[(*path, name)] = line
-            _check_keys(value, source, lines, (*path, name))
+            _check_nodes(value, loader, source, lines, (*path, name))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[(*path, i)] = item.start_mark.line + 1
-            _check_keys(item, source, lines, (*path, i))
+            _check_nodes(item, loader, source, lines, (*path, i))
 
 
 def _key_problem(key: yaml.Node) -> str:
@@ -257,7 +272,7 @@ def load_yaml(text: str | bytes, source: str = "<flow>") -> tuple[Any, LineMap]:
             node = loader.get_single_node()
             lines: dict[Path_, int] = {}
             if node is not None:
-                _check_keys(node, source, lines)
+                _check_nodes(node, loader, source, lines)
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -265,6 +280,8 @@ def load_yaml(text: str | bytes, source: str = "<flow>") -> tuple[Any, LineMap]:
         raise _yaml_problem(e, text, source) from None
     except RecursionError:  # the bounds above make this unreachable; kept as a last guard
         raise ConfigError(f"nesting deeper than {MAX_DEPTH} levels", where=source) from None
+    except (ValueError, TypeError, AttributeError, KeyError) as e:  # a constructor's bare exception
+        raise ConfigError(f"invalid YAML: {one_line(str(e).split(';')[0], 200)}", where=source) from None
     return data, LineMap(source, lines)
 
 
