@@ -70,7 +70,7 @@ def read_flow_bytes(path: str | Path, source: str | None = None) -> bytes:
         raise ConfigError(f"cannot read flow file: {e}", where=shown) from None
     if len(data) > MAX_BYTES:
         raise ConfigError(
-            f"flow file is larger than {MAX_BYTES // 1024} KiB; a flow is a few KiB", where=shown
+            f"flow file is too large (more than {MAX_BYTES // 2**20} MiB); a flow is a few KiB", where=shown
         )
     return data
 
@@ -102,7 +102,9 @@ def decode_flow(data: bytes, source: str) -> str:
 # -- parsing --------------------------------------------------------------------------------------
 def _check_characters(text: str, source: str) -> None:
     if len(text) > MAX_BYTES:
-        raise ConfigError(f"flow is larger than {MAX_BYTES // 1024} KiB; a flow is a few KiB", where=source)
+        raise ConfigError(
+            f"flow is too large (more than {MAX_BYTES // 2**20} MiB); a flow is a few KiB", where=source
+        )
     bad = _NON_PRINTABLE.search(text)
     if bad is not None:
         char = bad.group(0)
@@ -259,7 +261,7 @@ def load_yaml(text: str | bytes, source: str = "<flow>") -> tuple[Any, LineMap]:
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
             raise ConfigError(
-                f"flow is larger than {MAX_BYTES // 1024} KiB; a flow is a few KiB", where=source
+                f"flow is too large (more than {MAX_BYTES // 2**20} MiB); a flow is a few KiB", where=source
             )
         text = decode_flow(text, source)
     if not isinstance(text, str):

@@ -157,7 +157,7 @@ TEXT_CASES = [
     ),
     ("unclosed bracket", GOOD.replace("{n: 2}", "{n: 2"), 9, "invalid YAML"),
     ("bad indentation", GOOD.replace("    params: {n: 2}", "   params: {n: 2}"), 8, "invalid YAML"),
-    ("too large", "name: x\n" + "#" * (MAX_BYTES + 10) + "\n", None, "larger than 1024 KiB"),
+    ("too large", "name: x\n" + "#" * (MAX_BYTES + 10) + "\n", None, "too large (more than 1 MiB)"),
 ]
 
 
@@ -237,7 +237,7 @@ FILE_CASES = [
     ("UTF-16 without a BOM", GOOD.encode("utf-16-le"), 1, "NUL byte"),
     ("UTF-32", GOOD.encode("utf-32"), 1, "the file is UTF-32"),
     ("a binary file", bytes(range(256)) * 4, 1, "NUL byte"),
-    ("huge", b"name: x\n" + b"#" * (MAX_BYTES + 1), None, "flow file is larger than 1024 KiB"),
+    ("huge", b"name: x\n" + b"#" * (MAX_BYTES + 1), None, "flow file is too large (more than 1 MiB)"),
 ]
 
 
