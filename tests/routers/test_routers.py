@@ -94,7 +94,7 @@ def test_bad_router_specs_are_one_line_config_errors(tmp_path: Path) -> None:
         make_router({"threshold": 1.0})
     with pytest.raises(ConfigError, match="not a router spec"):
         make_router(3)
-    with pytest.raises(ConfigError, match="alpha must be in"):
+    with pytest.raises(ConfigError, match="alpha: Input should be less than or equal to 1"):
         make_router({"name": "chow_quantile", "alpha": 2.0})
     with pytest.raises(ConfigError, match="router file not found"):
         make_router(str(tmp_path / "missing.json"))
