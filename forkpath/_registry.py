@@ -119,7 +119,8 @@ class Registry(Generic[T]):
             validated = self.params_model(name).model_validate(params)
         except ValidationError as e:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}" for err in e.errors()
+                f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg'].removeprefix('Value error, ')}"
+                for err in e.errors()
             )
             raise ConfigError(f"{self.kind} {name!r}: {problems}") from None
         return {k: getattr(validated, k) for k in params}
