@@ -75,7 +75,7 @@ def best_of_n(
                     stopped = "budget"  # what was paid for is kept; what was not started is dropped
                     break
         finally:
-            await cancel_all(pending)  # dropped samples stop; their errors are retrieved
+            await cancel_all(index)  # dropped samples stop; every error is retrieved (`done` too)
         if stopped == "done" and planned < n:
             stopped = "budget"
         chosen = _choose(candidates)

@@ -112,6 +112,7 @@ PINNED: dict[str, set[str]] = {
         "ResultsFile",
         "RunMetrics",
         "TaskRecord",
+        "check_out_dir",
         "compare_rows",
         "pass_at_k",
         "read_records",

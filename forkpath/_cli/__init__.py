@@ -89,12 +89,32 @@ _mount()
 
 
 def main() -> None:
-    """Entry point: run the app, turning forkpath errors into one line, never a traceback."""
+    """Entry point: run the app. Bad input is one line on stderr and exit code 2, never a
+    traceback nor click's four-line usage block: a forkpath error, an unknown option, a
+    missing argument, a number out of its range."""
+    # click's exceptions, wherever this typer keeps click (typer 0.28 vendors it as typer._click)
+    click_error: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
     try:
-        app(standalone_mode=True)
+        code = app(prog_name="forkpath", standalone_mode=False)
+    except click_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # a group named alone shows its help
+            e.show()
+            sys.exit(e.exit_code)
+        from forkpath._cli._term import escape
+
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        err_console.print(
+            f"[bold red]error:[/] {escape(e.format_message())}{hint}", highlight=False, soft_wrap=True
+        )
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
     except ForkpathError as e:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from forkpath._cli._numbers import real_option
 from forkpath._cli._term import LazyConsole, table
 from forkpath._errors import ConfigError, ForkpathError
 
@@ -64,11 +65,13 @@ def label(
     ),
     kind: str = typer.Option("token", "--kind", help="token: per-token labels; query: cascade records."),
     out: Path = typer.Option(..., "--out", help="Where to write the JSONL records."),
-    max_tokens: int = typer.Option(256, "--max-tokens", help="Most tokens per answer."),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, max=32768, help="Most tokens per answer."),
     line_tokens: int = typer.Option(
-        48, "--line-tokens", help="Token labels: most tokens per mismatch continuation."
+        48, "--line-tokens", min=1, max=4096, help="Token labels: most tokens per mismatch continuation."
     ),
-    window: int = typer.Option(8, "--window", help="Token labels: positions in the window features."),
+    window: int = typer.Option(
+        8, "--window", min=1, max=1024, help="Token labels: positions in the window features."
+    ),
     verifier: str = typer.Option(
         "python_tests", "--verifier", help="Query records: verifier judging answers."
     ),
@@ -137,13 +140,27 @@ def calibrate(
     router: str = typer.Option(
         "entropy", "--router", help="A router name or .json file, or 'logistic' to train."
     ),
-    alpha: float | None = typer.Option(None, "--alpha", help="chow_quantile: the quantile."),
-    rate: float | None = typer.Option(None, "--rate", help="Target routing / deferral rate."),
-    recall: float | None = typer.Option(None, "--recall", help="Target share of positive labels routed."),
-    quality: float | None = typer.Option(None, "--quality", help="Target cascade quality (query records)."),
-    holdout: float = typer.Option(0.3, "--holdout", help="Share of tasks held out to check the result."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the held-out split."),
-    delta: float = typer.Option(0.1, "--delta", help="Quality target: confidence of the lower bound."),
+    alpha: float | None = real_option(None, "--alpha", low=0, high=1, help="chow_quantile: the quantile."),
+    rate: float | None = real_option(None, "--rate", low=0, high=1, help="Target routing / deferral rate."),
+    recall: float | None = real_option(
+        None, "--recall", low=0, high=1, low_open=True, help="Target share of positive labels routed."
+    ),
+    quality: float | None = real_option(
+        None, "--quality", low=0, high=1, help="Target cascade quality (query records)."
+    ),
+    holdout: float = real_option(
+        0.3, "--holdout", low=0, high=1, high_open=True, help="Share of tasks held out to check the result."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of the held-out split."),
+    delta: float = real_option(
+        0.1,
+        "--delta",
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        help="Quality target: confidence of the lower bound.",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Where to save the calibrated router (.json)."),
     as_json: bool = _JSON,
 ) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from forkpath._cli._numbers import real_option
 from forkpath._cli._term import console, err_console, escape, table
 from forkpath._errors import ForkpathError
 
@@ -51,8 +52,10 @@ def verify(
     entry_point: str | None = typer.Option(
         None, "--entry-point", help="Function under test (default: inferred)."
     ),
-    timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Wall-clock seconds per run."),
-    memory_mb: int = typer.Option(1024, "--memory-mb", min=128, help="Address-space limit per run, MiB."),
+    timeout: float = real_option(10.0, "--timeout", low=0.1, high=3600, help="Wall-clock seconds per run."),
+    memory_mb: int = typer.Option(
+        1024, "--memory-mb", min=128, max=1024 * 1024, help="Address-space limit per run, MiB."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
     """Verify one candidate and print the verdict; exit 0 when it passes."""

@@ -30,6 +30,8 @@ class RunMetrics(BaseModel):
     ok: int
     errors: int
     timeouts: int
+    budget_stopped: int = 0
+    """Tasks their own budget cut short (finished, with the best answer found before it ran out)."""
     accuracy: float
     """Share of tasks whose final answer passed (errors and timeouts count as failures)."""
     pass_at: dict[int, float] = Field(default_factory=dict)
@@ -65,6 +67,7 @@ def summarize(records: list[TaskRecord]) -> RunMetrics:
         ok=sum(r.status == "ok" for r in records),
         errors=sum(r.status == "error" for r in records),
         timeouts=sum(r.status == "timeout" for r in records),
+        budget_stopped=sum(r.budget_stopped for r in records),
         accuracy=sum(bool(r.passed) for r in records) / len(records),
         pass_at=pass_at,
         usage=usage,

@@ -1,100 +1,106 @@
 """The Ray backend: tasks run on a pool of actors, each holding the flow and its loaded models.
 
 A local model is loaded once per actor (worker process), not once per task: the llama.cpp engine
-cache lives in the process and the actor lives for the whole batch. The driver keeps writing
-``results.jsonl`` as records arrive, and stops submitting when the shared budget runs out.
-Workers share the cache and trajectories through the flow's store (give it a Redis URL).
+cache lives in the process and the actor lives for the whole batch. Each actor opens the flow's
+store once (honouring its ``fallback``, as ``forkpath run`` does); workers share the cache and
+trajectories through it (give it a Redis URL). The driver schedules, writes ``results.jsonl``
+as records arrive and enforces the batch budget, with the same code as the local backend
+(``_runner._dispatch``): this module only runs one task on a free actor.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from forkpath import Budget
+from forkpath._errors import StoreError
 from forkpath._types import Task
+from forkpath.batch._config import BatchConfig
 from forkpath.batch._records import TaskRecord
-from forkpath.models import Usage
+from forkpath.batch._task import run_task
 
 
 class FlowWorker:
-    """One Ray actor: builds the flow once, runs tasks on it."""
+    """One Ray actor: builds the flow once, opens its store once, runs tasks on them."""
 
     def __init__(self, spec: dict[str, Any], base_dir: str, config: dict[str, Any]) -> None:
-        from forkpath.batch._runner import BatchConfig
         from forkpath.flows import Flow, FlowSpec
 
         self.flow = Flow.from_spec(FlowSpec.model_validate(spec), base_dir=Path(base_dir))
         self.config = BatchConfig.model_validate(config)
+        self.store: Any = None
 
     async def run(self, task: dict[str, Any]) -> dict[str, Any]:
-        from forkpath.batch._runner import run_task
-
-        record = await run_task(self.flow, Task.model_validate(task), self.config, None)
+        if self.store is None and self.flow.spec.store is not None:
+            self.store = self.flow.open_store()  # in the actor's event loop, where it is used
+        record = await run_task(self.flow, Task.model_validate(task), self.config, self.store)
         return record.model_dump(mode="json")
 
 
-async def run_on_ray(
-    flow: Any, tasks: list[Task], config: Any, finish: Callable[[TaskRecord], Awaitable[None]]
-) -> Literal["done", "budget"]:
-    import ray
+class RayPool:
+    """``slots`` actors; :meth:`run` runs one task on an idle one (the scheduler never asks for
+    more at once than there are actors)."""
 
-    if not ray.is_initialized():
-        ray.init(
-            address=config.ray_address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False
+    def __init__(self, flow: Any, config: BatchConfig, slots: int) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(
+                address=config.ray_address,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+                include_dashboard=False,
+            )
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        worker_class: Any = ray.remote(FlowWorker)
+        self._worker_class = worker_class.options(num_cpus=min(1.0, cpus / slots))
+        self._args = (
+            flow.spec.model_dump(mode="json", by_alias=True),
+            str(flow.base_dir),
+            config.model_dump(mode="json"),
         )
-    n_actors = max(1, min(config.concurrency, len(tasks)))
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    worker_class: Any = ray.remote(FlowWorker)
-    worker_class = worker_class.options(num_cpus=min(1.0, cpus / n_actors))
-    spec = flow.spec.model_dump(mode="json", by_alias=True)
-    actors: list[Any] = [
-        worker_class.remote(spec, str(flow.base_dir), config.model_dump(mode="json")) for _ in range(n_actors)
-    ]
-    budget = Budget(config.budget)
-    budget.started = time.monotonic()
-    pending: dict[Any, tuple[Any, Task]] = {}
-    queue = list(tasks)
-    idle = list(actors)
-    stopped: Literal["done", "budget"] = "done"
-    try:
-        while queue or pending:
-            while queue and idle and stopped == "done":
-                if budget.exhausted():
-                    stopped = "budget"
-                    queue.clear()
-                    break
-                actor, task = idle.pop(), queue.pop(0)
-                pending[actor.run.remote(task.model_dump(mode="json"))] = (actor, task)
-            if not pending:
-                break
-            ready, _ = await asyncio.to_thread(ray.wait, list(pending), num_returns=1)
-            for ref in ready:
-                actor, task = pending.pop(ref)
-                try:
-                    record = TaskRecord.model_validate(await asyncio.to_thread(ray.get, ref))
-                    idle.append(actor)
-                except Exception as e:  # the worker died or Ray failed: record it, keep going
-                    message = (str(e).strip().splitlines() or [""])[-1]
-                    record = TaskRecord(
-                        run_id=config.run_id,
-                        task_id=task.id,
-                        status="error",
-                        error=f"ray: {type(e).__name__}: {message}"[:500],
-                    )
-                    if not isinstance(e, ray.exceptions.RayTaskError):
-                        ray.kill(actor)  # a dead or broken actor gets a fresh replacement
-                        idle.append(
-                            worker_class.remote(spec, str(flow.base_dir), config.model_dump(mode="json"))
-                        )
-                        actors.append(idle[-1])
-                for model, usage in record.usage.items():
-                    budget.by_model[model] = budget.by_model.get(model, Usage()) + usage
-                await finish(record)
-    finally:
-        for actor in actors:
+        self.run_id = config.run_id
+        self.slots = slots
+        self._actors: list[Any] = []
+        self._idle = [self._new_actor() for _ in range(slots)]
+
+    def _new_actor(self) -> Any:
+        actor = self._worker_class.remote(*self._args)
+        self._actors.append(actor)
+        return actor
+
+    async def run(self, task: Task) -> TaskRecord:
+        import ray
+
+        actor = self._idle.pop()
+        try:
+            payload = await actor.run.remote(task.model_dump(mode="json"))
+        except ray.exceptions.RayTaskError as e:  # raised inside the actor, which lives on
+            self._idle.append(actor)
+            cause = e.cause
+            if isinstance(cause, StoreError):
+                raise StoreError(str(cause)) from None  # the batch's failure: one line, as locally
+            return self._failed(task, f"ray: {type(cause).__name__}: {_first_line(cause)}")
+        except Exception as e:  # the actor died or Ray failed: record it, replace the actor
             ray.kill(actor)
-    return stopped
+            self._idle.append(self._new_actor())
+            return self._failed(task, f"ray: {type(e).__name__}: {_last_line(e)}")
+        self._idle.append(actor)
+        return TaskRecord.model_validate(payload)
+
+    def _failed(self, task: Task, error: str) -> TaskRecord:
+        return TaskRecord(run_id=self.run_id, task_id=task.id, status="error", error=error[:500])
+
+    async def aclose(self) -> None:
+        import ray
+
+        for actor in self._actors:
+            ray.kill(actor)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
+
+
+def _last_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[-1]

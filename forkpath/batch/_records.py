@@ -3,7 +3,9 @@
 ``results.jsonl`` is the source of truth of a run. The last record of a task id wins (a task that
 failed and was run again has two). A rerun repairs a torn last line (the process was killed
 mid-write), moves any other unreadable line to ``results.bad.jsonl``, and runs every task that
-has no finished record: errors, timeouts and tasks cut short by the budget run again.
+has no finished record: errors and timeouts run again. A task its own budget cut short is
+finished (``stopped: budget``, its best answer kept); it runs again only when asked
+(``BatchConfig.rerun_budget_stopped``, ``forkpath batch --rerun-budget-stopped``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from forkpath._errors import ConfigError
 from forkpath.models import Usage
 
 logger = logging.getLogger(__name__)
@@ -41,16 +45,22 @@ class TaskRecord(BaseModel):
     attempts: int = 1
     error: str | None = None
     """``ExceptionType: message`` when the task failed."""
-    stopped: str | None = None
-    """``budget`` when a limit cut the task short (it runs again on resume)."""
+    stopped: Literal["done", "budget"] | None = None
+    """How a finished task ended: ``done``, or ``budget`` when the flow's budget (the task's own)
+    cut it short and the answer is the best found before it did. None for errors and timeouts."""
     trace_path: str | None = None
     flow: str | None = None
     """Fingerprint of the flow that made this record (see :func:`flow_fingerprint`)."""
 
     @property
     def finished(self) -> bool:
-        """Whether a resumed run may skip this task."""
-        return self.status == "ok" and self.stopped is None
+        """Whether a resumed run skips this task (a task stopped by its own budget is finished)."""
+        return self.status == "ok"
+
+    @property
+    def budget_stopped(self) -> bool:
+        """Whether the task's own budget cut it short."""
+        return self.status == "ok" and self.stopped == "budget"
 
     @property
     def tokens(self) -> int:
@@ -107,14 +117,41 @@ class ResultsFile:
             os.fsync(f.fileno())
 
 
+def check_out_dir(path: Path, *, what: str = "output folder") -> None:
+    """Create ``path`` if needed and make sure files can be written in it.
+
+    Raises:
+        ConfigError: one line naming ``what`` and the problem: ``path`` is a file, lies inside
+            a file, or cannot be created or written.
+    """
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file, not a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{what} {path} is inside {parent}, which is a file")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{what} {path} cannot be created: {e.strerror or e}") from None
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{what} {path} is not writable: {e.strerror or e}") from None
+
+
 def read_records(run_dir: Path) -> list[TaskRecord]:
     """The records of a finished or partial run directory."""
     return list(ResultsFile(run_dir / "results.jsonl").load().values())
 
 
-def record_from_result(run_id: str, task_id: str, result: Any, latency_s: float, attempts: int) -> TaskRecord:
+def record_from_result(
+    run_id: str, task_id: str, result: Any, *, latency_s: float, attempts: int, usage: dict[str, Usage]
+) -> TaskRecord:
+    """The record of a flow run that finished (``result`` is a :class:`~forkpath.flows.FlowResult`)."""
     verified = [c for c in result.candidates if c.get("passed") is not None]
-    budget_cut = any(step.get("stopped") == "budget" for step in result.steps)
     return TaskRecord(
         run_id=run_id,
         task_id=task_id,
@@ -124,9 +161,9 @@ def record_from_result(run_id: str, task_id: str, result: Any, latency_s: float,
         score=result.score,
         n_candidates=len(verified),
         n_passed=sum(1 for c in verified if c.get("passed")),
-        usage=result.usage,
+        usage=usage,
         latency_s=latency_s,
         attempts=attempts,
         trace_path=result.trace_path,
-        stopped="budget" if budget_cut else None,
+        stopped=result.stopped,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from forkpath._errors import ConfigError
 from forkpath.batch._metrics import RunMetrics, summarize
-from forkpath.batch._records import TaskRecord, read_records
+from forkpath.batch._records import TaskRecord, check_out_dir, read_records
 
 
 def _rows(metrics: list[RunMetrics]) -> list[list[str]]:
@@ -19,6 +19,7 @@ def _rows(metrics: list[RunMetrics]) -> list[list[str]]:
             "pass@k",
             "errors",
             "timeouts",
+            "budget-stopped",
             "tokens/task",
             "cost $",
             "p50 s",
@@ -35,6 +36,7 @@ def _rows(metrics: list[RunMetrics]) -> list[list[str]]:
                 ", ".join(f"@{k}={v:.3f}" for k, v in m.pass_at.items()) or "-",
                 str(m.errors),
                 str(m.timeouts),
+                str(m.budget_stopped),
                 f"{m.tokens_per_task:.0f}",
                 f"{m.cost:.4f}",
                 f"{m.latency_p50_s:.2f}",
@@ -108,11 +110,11 @@ def _plots(
 def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
     """Write ``report.md`` and ``report.html`` (with plots) into ``out`` (default: the first run dir)."""
     out = out or run_dirs[0]
-    out.mkdir(parents=True, exist_ok=True)
     records = [read_records(d) for d in run_dirs]
     for d, recs in zip(run_dirs, records, strict=True):
         if not recs:
             raise ConfigError(f"{d}: no results yet (results.jsonl is missing or empty)")
+    check_out_dir(out, what="report folder")
     metrics = [summarize(r) for r in records]
     plots = _plots(run_dirs, metrics, records, out)
     summary = _rows(metrics)

@@ -1,5 +1,11 @@
-"""Run a flow over a task set: bounded concurrency, per-task timeout, retries, a shared budget,
-results written as they complete, resume by run id, local asyncio or Ray backend.
+"""Run a flow over a task set: results written as they complete, resume by run id, a bounded
+number of tasks in flight, a batch-wide budget, locally (asyncio) or on Ray.
+
+One scheduler serves both backends (:func:`_dispatch`): it starts a task whenever a slot is
+free and the batch budget is not spent, records each task as it completes, and charges the
+batch budget with what the task spent. A backend is only a pool that runs one task on a free
+slot (:class:`_LocalPool` here, ``RayPool`` in ``_ray.py``), so the budget, the resume and
+the stop rules are the same on both.
 """
 
 from __future__ import annotations
@@ -7,56 +13,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
-import re
 import time
+from collections import deque
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from forkpath import Budget, BudgetLimits
-from forkpath._errors import ConfigError, is_retryable
+from forkpath import Budget, cancel_all
+from forkpath._errors import ConfigError
 from forkpath._types import Task
-from forkpath.batch._records import ResultsFile, TaskRecord, record_from_result
-
-logger = logging.getLogger(__name__)
-
-
-class BatchConfig(BaseModel):
-    """How a batch run goes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run_id: str
-    """Names the run; a rerun with the same id resumes it."""
-    out_dir: Path
-    """Where ``results.jsonl``, traces and the report go."""
-    concurrency: int = Field(default=2, ge=1)
-    """Tasks in flight at once."""
-    task_timeout_s: float | None = Field(default=None, gt=0)
-    """A task running longer is recorded as ``timeout``."""
-    retries: int = Field(default=1, ge=0)
-    """Extra attempts for a task that failed with a transient error (rate limit, 5xx, connection)."""
-    budget: BudgetLimits = Field(default_factory=BudgetLimits)
-    """Shared by all tasks: when it runs out, no new task starts."""
-    backend: Literal["local", "ray"] = "local"
-    ray_address: str | None = None
-    """``ray.init(address=...)``; None starts or joins a local Ray."""
-
-
-class BatchSummary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    run_id: str
-    total: int
-    skipped: int
-    """Already finished before this invocation (resumed)."""
-    ran: int
-    stopped: Literal["done", "budget"] = "done"
-    results_path: str
-
+from forkpath.batch._config import BatchConfig, BatchSummary
+from forkpath.batch._records import ResultsFile, TaskRecord, check_out_dir
+from forkpath.batch._task import run_task
+from forkpath.models import Usage
 
 _RESULT_FIELDS = {"verifier", "start", "nodes", "edges", "budget", "max_steps"}
 
@@ -73,53 +41,27 @@ def flow_fingerprint(flow: Any) -> str | None:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def safe_name(task_id: str) -> str:
-    """A file-name-safe, collision-free form of a task id (``HumanEval/0`` -> ``HumanEval_0-1a2b3c``)."""
-    digest = hashlib.sha256(task_id.encode()).hexdigest()[:6]
-    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', task_id)}-{digest}"
+class _Pool(Protocol):
+    """Where tasks run: ``slots`` of them at once, each through :func:`run_task`."""
+
+    slots: int
+
+    async def run(self, task: Task) -> TaskRecord: ...
+
+    async def aclose(self) -> None: ...
 
 
-async def run_task(
-    flow: Any, task: Task, config: BatchConfig, budget: Budget | None, store: Any = None
-) -> TaskRecord:
-    """One task with timeout and retries of transient failures; never raises."""
-    attempts = 0
-    started = time.perf_counter()
-    while True:
-        attempts += 1
-        try:
-            run = flow.run(
-                task,
-                run_id=f"{config.run_id}-{safe_name(task.id)}",
-                runs_dir=config.out_dir / "traces",
-                budget=budget,
-                store=store,
-            )
-            result = await asyncio.wait_for(run, timeout=config.task_timeout_s)
-            return record_from_result(config.run_id, task.id, result, time.perf_counter() - started, attempts)
-        except TimeoutError:
-            return TaskRecord(
-                run_id=config.run_id,
-                task_id=task.id,
-                status="timeout",
-                attempts=attempts,
-                latency_s=time.perf_counter() - started,
-                error=f"timed out after {config.task_timeout_s} s",
-            )
-        except Exception as e:
-            if is_retryable(e) and attempts <= config.retries:
-                logger.warning("%s: transient failure, retrying: %s", task.id, e)
-                await asyncio.sleep(min(2.0**attempts, 30.0))
-                continue
-            message = str(e).splitlines()[0] if str(e) else ""
-            return TaskRecord(
-                run_id=config.run_id,
-                task_id=task.id,
-                status="error",
-                attempts=attempts,
-                latency_s=time.perf_counter() - started,
-                error=f"{type(e).__name__}: {message}"[:500],
-            )
+class _LocalPool:
+    """Tasks run in this event loop, sharing the batch's open store."""
+
+    def __init__(self, flow: Any, config: BatchConfig, store: Any, slots: int) -> None:
+        self.flow, self.config, self.store, self.slots = flow, config, store, slots
+
+    async def run(self, task: Task) -> TaskRecord:
+        return await run_task(self.flow, task, self.config, self.store)
+
+    async def aclose(self) -> None:
+        return None
 
 
 async def run_batch(
@@ -130,7 +72,17 @@ async def run_batch(
     store: Any = None,
     on_record: Callable[[TaskRecord], None] | None = None,
 ) -> BatchSummary:
-    """Run ``flow`` over ``tasks``; skip the ones ``results.jsonl`` (or the result store) has."""
+    """Run ``flow`` over ``tasks``; skip the ones ``results.jsonl`` (or the result store) has.
+
+    Each task runs under its own budget (the flow's ``budget:``); ``config.batch_budget`` limits
+    the whole invocation. Records are appended as tasks complete (and put in ``store``).
+
+    Raises:
+        ConfigError: the output folder is unusable, or holds another flow's results.
+        StoreError: the store failed mid-run. The tasks in flight are cancelled; the records
+            written so far stay, and a rerun resumes from them.
+    """
+    check_out_dir(config.out_dir)
     results = ResultsFile(config.out_dir / "results.jsonl")
     known = results.load(repair=True)
     fingerprint = flow_fingerprint(flow)
@@ -153,44 +105,88 @@ async def run_batch(
             if record.finished and (mine is None or not mine.finished):
                 results.append(record)  # finished on another worker or before a crash: bring it home
                 known[task_id] = record
-    todo = [t for t in tasks if not (t.id in known and known[t.id].finished)]
-    budget = Budget(config.budget)
+
+    def done_before(task: Task) -> bool:
+        record = known.get(task.id)
+        if record is None or not record.finished:
+            return False
+        return not (config.rerun_budget_stopped and record.budget_stopped)
+
+    todo = [t for t in tasks if not done_before(t)]
     summary = BatchSummary(
-        run_id=config.run_id,
-        total=len(tasks),
-        skipped=len(tasks) - len(todo),
-        ran=0,
-        results_path=str(results.path),
+        run_id=config.run_id, total=len(tasks), skipped=len(tasks) - len(todo), results_path=str(results.path)
     )
 
     async def finish(record: TaskRecord) -> None:
         record = record.model_copy(update={"flow": fingerprint})
         results.append(record)
-        if store is not None:
-            await store.put_result(config.run_id, record.task_id, record.model_dump(mode="json"))
         summary.ran += 1
+        summary.budget_stopped += record.budget_stopped
+        summary.failed += not record.finished
         if on_record is not None:
             on_record(record)
+        if store is not None:
+            await store.put_result(config.run_id, record.task_id, record.model_dump(mode="json"))
 
-    if config.backend == "ray":
-        from forkpath.batch._ray import run_on_ray
-
-        stopped = await run_on_ray(flow, todo, config, finish)
-        summary.stopped = stopped
+    if not todo:
         return summary
+    slots = min(config.concurrency, len(todo))
+    pool: _Pool
+    if config.backend == "ray":
+        from forkpath.batch._ray import RayPool  # Ray loads only when asked for
 
-    queue: asyncio.Queue[Task] = asyncio.Queue()
-    for task in todo:
-        queue.put_nowait(task)
-
-    async def worker() -> None:
-        while not queue.empty():
-            if budget.exhausted():
-                summary.stopped = "budget"
-                return
-            task = queue.get_nowait()
-            await finish(await run_task(flow, task, config, budget, store))
-
-    with budget.open():
-        await asyncio.gather(*(worker() for _ in range(min(config.concurrency, max(1, len(todo))))))
+        pool = RayPool(flow, config, slots)
+    else:
+        pool = _LocalPool(flow, config, store, slots)
+    try:
+        await _dispatch(todo, pool, Budget(config.batch_budget), finish, summary)
+    finally:
+        await pool.aclose()
     return summary
+
+
+async def _dispatch(
+    todo: list[Task],
+    pool: _Pool,
+    batch_budget: Budget,
+    finish: Callable[[TaskRecord], Any],
+    summary: BatchSummary,
+) -> None:
+    """Start tasks on free slots until the queue is empty or the batch budget is spent;
+    record each as it completes. A failure (the store died) cancels the tasks in flight,
+    retrieves what each raised, and is raised."""
+    batch_budget.started = time.monotonic()
+    queue = deque(todo)
+    order = {task.id: i for i, task in enumerate(todo)}
+    started: dict[asyncio.Future[TaskRecord], Task] = {}
+    running: set[asyncio.Future[TaskRecord]] = set()
+    try:
+        while queue or running:
+            while queue and len(running) < pool.slots:
+                spent = batch_budget.exhausted()
+                if spent is not None:
+                    summary.stopped, summary.batch_limit = "batch_budget", spent
+                    summary.not_started = len(queue)
+                    queue.clear()
+                    break
+                task = queue.popleft()
+                flight: asyncio.Future[TaskRecord] = asyncio.ensure_future(pool.run(task))
+                started[flight] = task
+                running.add(flight)
+            if not running:
+                break
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            failure: BaseException | None = None
+            for future in sorted(done, key=lambda f: order[started[f].id]):
+                error = asyncio.CancelledError() if future.cancelled() else future.exception()
+                if error is not None:  # the batch's failure (a dead store), never a task's
+                    failure = failure or error
+                    continue
+                record = future.result()
+                for model, usage in record.usage.items():
+                    batch_budget.by_model[model] = batch_budget.by_model.get(model, Usage()) + usage
+                await finish(record)  # the others that completed are recorded before a failure is raised
+            if failure is not None:
+                raise failure
+    finally:
+        await cancel_all(started)  # the ones in flight stop; every outcome is retrieved
