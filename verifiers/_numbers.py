@@ -8,7 +8,7 @@ and only then falls back to the last number of the whole text. Reading a stateme
    currency signs, emphasis and thousands separators are dropped.
 2. Words before the first number are skipped: a placeholder or variable (``N``, ``x =``,
    ``N, which equals``), "approximately", "a total of".
-3. The first number is the answer unless it starts an expression: followed by an operator and
+3. The first number (an ordinal, "the 80th step", is not one) is the answer unless it starts an expression: followed by an operator and
    another term (``41 - 7M``, ``3 + 4``) or written against a variable (``7M``, ``2x``). An
    expression with ``=`` is read after its last ``=`` (``N = 7 * 7 = 49`` reads 49); one without
    has no number (``41 - 7M``), and the statement is skipped.
@@ -26,19 +26,22 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 _STATED = re.compile(
-    r"(?:\bfinal\s+answer|\banswer)(?:\s+(?:to|for|of)\b[^.\n=:]{0,60}?)?"
+    r"(?:\bfinal\s+answer|\banswer)(?:\s+(?:to|for|of)\b[^.\n=:\d]{0,60}?)?"
     r"\s*(?:\*\*)?\s*(?:is|would\s+be|will\s+be|should\s+be|=|:)(?:\*\*)?\s*",
     re.IGNORECASE,
 )
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _SENTENCE_END = re.compile(r"\n|\.(?!\d)|(?<!\d)\.")
-_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!,\d{3})|(?<![\w.])-?\.\d+")
+_NUMBER = re.compile(
+    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!,\d{3})(?!st\b|nd\b|rd\b|th\b|\d)"  # not 80th
+    r"|(?<![\w.])-?\.\d+"
+)
 _FRACTION = re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}")
 _WRAPPERS = re.compile(r"\\(?:boxed|fbox|text|textbf|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-_OPERATOR = re.compile(r"\s*(?:[+*/×÷^-]|\\times|\\cdot|\\div)\s*|\s+[xX]\s+(?=\d)")
+_OPERATOR = re.compile(r"\s*(?:[+*/×÷^-]|\\times|\\cdot|\\div)\s*|\s*[xX]\s*(?=\d)")
 _OPERAND = re.compile(
-    r"\(*-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[A-Za-z](?![A-Za-z]))?\)*"  # 12, 7M, (3
+    r"\(*-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[A-Za-z](?![A-Za-z\d]))?\)*"  # 12, 7M, (3
     r"|\(*(?![aAI]\b)[A-Za-z](?![A-Za-z'])\)*"  # a lone variable: x, N (not "a", "I")
 )
 _VARIABLE_SUFFIX = re.compile(r"[A-Za-z](?![A-Za-z])")
@@ -169,7 +172,7 @@ def _evaluate(expression: str) -> str | None:
     import ast
 
     source = re.sub(r"(\d),(\d{3})", r"\1\2", expression).replace("×", "*").replace("÷", "/")
-    source = re.sub(r"\s[xX]\s", " * ", source)
+    source = re.sub(r"(?<=[\d)])\s*[xX]\s*(?=[\d(])", " * ", source)
     source = source.replace("\\times", "*").replace("\\cdot", "*").replace("\\div", "/").replace("^", "**")
     try:
         tree = ast.parse(source.strip(), mode="eval")
