@@ -100,7 +100,7 @@ def statements(text: str) -> list[tuple[int, str]]:
     found = _boxes(text)
     found += [(m.start(), m.group(1)) for m in _HASHES.finditer(text)]
     for match in _STATED.finditer(text):
-        rest = text[match.end() :]
+        rest = text[match.end() :].lstrip(" \t\n:*")  # "The final answer is:\n\n18"
         box = _BOX.match(rest)
         if box:  # "the answer is \boxed{18}": the box is the statement, balanced or not
             continue

@@ -47,6 +47,7 @@ READING = [
     ("**Answer:** 18", "18"),
     ("Natalia sold 48/2 = 24 clips.\n#### 72", "72"),
     ("The answer to the question is 12.", "12"),
+    ("So, the final answer is:\n\n18 apples.", "18"),
     # units, currency, thousands separators, trailing words
     ("The answer is $1,000.50.", "1000.5"),
     ("The answer is \\$18 per hour.", "18"),
