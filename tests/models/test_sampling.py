@@ -96,3 +96,23 @@ def test_a_repetition_penalty_needs_raw_logits() -> None:
     assert np.allclose(
         sampling_distribution(logits, unpenalised), sampling_distribution(log_softmax(logits), unpenalised)
     )
+
+
+@pytest.mark.slow
+async def test_top_k_and_min_p_truncate_in_process_sampling() -> None:
+    """On the real local model, as through the server (tests/models/test_litellm.py): top_k 1
+    or min_p 1 at a high temperature leave only the most likely token."""
+    from forkpath.models import GenerateRequest, Message, get_model
+
+    model = get_model("local/smollm2-135m")
+    base = GenerateRequest(messages=(Message(role="user", content="Say hello."),), max_tokens=12)
+    greedy = (await model.generate(base)).text
+    hot = base.model_copy(update={"temperature": 1.5})
+    for setting in ({"top_k": 1}, {"min_p": 1.0}):
+        texts = {
+            (await model.generate(hot.model_copy(update={**setting, "sample_index": i}))).text
+            for i in range(3)
+        }
+        assert texts == {greedy}, setting
+    free = {(await model.generate(hot.model_copy(update={"sample_index": i}))).text for i in range(3)}
+    assert len(free) > 1
