@@ -15,7 +15,8 @@ and only then falls back to the last number of the whole text. Reading a stateme
 4. Units, percent signs and trailing words after the number are ignored (``$18.00 per hour``).
 
 A box that is empty or never closed is not a statement: it is skipped, never cut into a
-fragment. The number comes back canonical (``1,000.50`` → ``1000.5``, ``18.00`` → ``18``,
+fragment; the digits of a box left open at the end (a solution cut off inside it) count only
+when the rest of the text has no number. The number comes back canonical (``1,000.50`` → ``1000.5``, ``18.00`` → ``18``,
 ``\\frac{6}{4}`` → ``1.5``, ``1/3`` stays ``1/3``), so equal numbers are equal strings.
 """
 
@@ -38,6 +39,10 @@ _NUMBER = re.compile(
     r"|(?<![\w.])-?\.\d+"
 )
 _FRACTION = re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}")
+_ANY_FRACTION = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_UNKNOWN_BEFORE = re.compile(
+    r"(?<![A-Za-z])[A-Za-z]\)*\s*(?:[-+*/×÷^]|\\times|\\cdot)\s*\(*\s*$"
+)  # "R/", "(R)/("
 _WRAPPERS = re.compile(r"\\(?:boxed|fbox|text|textbf|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _OPERATOR = re.compile(r"\s*(?:[+*/×÷^-]|\\times|\\cdot|\\div)\s*|\s*[xX]\s*(?=\d)")
 _OPERAND = re.compile(
@@ -101,8 +106,8 @@ def statements(text: str) -> list[tuple[int, str]]:
     found += [(m.start(), m.group(1)) for m in _HASHES.finditer(text)]
     for match in _STATED.finditer(text):
         rest = text[match.end() :].lstrip(" \t\n:*")  # "The final answer is:\n\n18"
-        box = _BOX.match(rest)
-        if box:  # "the answer is \boxed{18}": the box is the statement, balanced or not
+        box = _BOX.match(re.sub(r"^(?:\\\(|\\\[|\$+)\s*", "", rest))
+        if box:  # "the answer is \(\boxed{18}\)": the box is the statement, balanced or not
             continue
         end = _SENTENCE_END.search(rest)
         found.append((match.start(), rest[: end.start()] if end else rest))
@@ -111,6 +116,7 @@ def statements(text: str) -> list[tuple[int, str]]:
 
 def _unwrap(text: str) -> str:
     text = _FRACTION.sub(r"\1/\2", text)
+    text = _ANY_FRACTION.sub(r"(\1)/(\2)", text)  # \frac{R}{2}: a fraction with an unknown
     for _ in range(3):  # nested wrappers: \boxed{\text{18}}
         text, count = _WRAPPERS.subn(r" \1 ", text)
         if not count:
@@ -217,6 +223,13 @@ def read_number(statement: str) -> tuple[str | None, bool]:
     if match is None:
         spelled = _number_words(text)
         return spelled, spelled is not None
+    if _UNKNOWN_BEFORE.search(text[: match.start()]):  # "R/2 + 5": an expression with an unknown
+        after = text[match.end() :]
+        if "=" in after:
+            number, decided = read_number(after.rsplit("=", 1)[1])
+            if decided:
+                return number, True
+        return None, True
     if "=" in text[match.end() :]:  # "7 * 7 = 49", "12 apples - 3 apples = 9 apples": after the last =
         number, decided = read_number(text[match.end() :].rsplit("=", 1)[1])
         if decided:
@@ -263,4 +276,22 @@ def extract_number(text: str) -> str | None:
         number, decided = read_number(statement)
         if decided:
             return number
+    cut = _unclosed_box(text)
+    if cut is not None:  # "... which is 11. The answer is \boxed{1": a fragment, read last
+        return last_number(text[:cut]) or last_number(text[cut:])
     return last_number(text)
+
+
+def _unclosed_box(text: str) -> int | None:
+    """Where the last box starts when it is never closed (a solution cut off inside it)."""
+    starts = [m.start() for m in _BOX.finditer(text)]
+    if not starts:
+        return None
+    opened = _BOX.match(text, starts[-1])
+    assert opened is not None
+    depth = 1
+    for ch in text[opened.end() :]:
+        depth += (ch == "{") - (ch == "}")
+        if depth == 0:
+            return None
+    return starts[-1]

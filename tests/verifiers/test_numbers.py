@@ -25,6 +25,7 @@ ISSUE_CASES = [
     ("He pays 5 * 6 = 30 dollars, so \\boxed", "30"),
     ("Total: 20 + 13 = 33, so \\boxed{33", "33"),
     ("The answer is \\boxed{33", "33"),
+    ("We round 10.5 to 11. Therefore, the answer is \\(\\boxed{1", "11"),  # cut off inside the box
     ("So 40 - 8 = 32 left. \\boxed{}", "32"),
     ("\\boxed{} The answer is 32.", "32"),
     # an expression with a variable is not a number: the sample abstains
@@ -69,6 +70,9 @@ READING = [
     ("The answer is 3 + 4.", "7"),
     ("The answer is (3 + 4) * 2.", "14"),
     ("The answer is 5x.", None),
+    ("The final answer is: \\[ N = \\frac{R}{2} + 5 \\] Since we do not know R", None),
+    ("The answer is R/2 + 5.", None),
+    ("The answer is x + 5 = 12.", "12"),
     # fractions
     ("The answer is 3/4.", "0.75"),
     ("The answer is \\frac{6}{4}.", "1.5"),
