@@ -19,6 +19,7 @@ problems every shown row of a suite has finished.
 
     python bench/strategies.py [--limit N] [--only greedy,sed] [--suite humaneval|gsm8k|both]
     python bench/strategies.py --report          # print the table of what has finished
+    python bench/strategies.py --report --reverify   # the same, answers judged again by today's verifiers
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ async def run_one(
         "completion_tokens": usage.completion_tokens,
         "wall_s": round(elapsed, 2),
         "info": info,
+        "answer": answer,  # kept, so a later extraction can judge the same answers again (--reverify)
     }
 
 
@@ -232,8 +234,26 @@ async def bench(args: argparse.Namespace) -> None:
                 )
 
 
-def report(model_id: str) -> None:
+def reverify(results: list[dict[str, Any]]) -> None:
+    """Judge the saved answers again with today's verifiers (rows saved with their answer)."""
+    from forkpath import load_task
+    from forkpath.verifiers import make_verifier
+
+    judges = {"gsm8k": make_verifier("math_answer"), "humaneval": make_verifier("python_tests")}
+
+    async def judge_all() -> None:
+        for r in results:
+            if "answer" in r:
+                verdict = await judges[r["suite"]].verify(load_task(r["task"]), r.get("answer") or "")
+                r["passed"] = verdict.passed
+
+    asyncio.run(judge_all())
+
+
+def report(model_id: str, again: bool = False) -> None:
     results = [r for r in load_results() if r["model"] == model_id]
+    if again:
+        reverify(results)
     for suite, order in (("humaneval", list(humaneval_rows(model_id))), ("gsm8k", list(gsm8k_rows()))):
         rows = [row for row in order if any(r["suite"] == suite and r["row"] == row for r in results)]
         if not rows:
@@ -268,6 +288,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N problems of each subset")
     parser.add_argument("--only", default="", help="comma-separated row names (first word), e.g. greedy,sed")
     parser.add_argument("--report", action="store_true", help="only print the table of finished results")
+    parser.add_argument(
+        "--reverify", action="store_true", help="judge the saved answers again with today's verifiers"
+    )
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads (1 suits a busy machine)")
     parser.add_argument(
         "--out", default="runs/bench-strategies", help="folder of results.jsonl and the learned thresholds"
@@ -279,7 +302,7 @@ def main() -> None:
         print(f"$ {sys.executable} {' '.join(sys.argv)}")
         print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, model {args.model}", flush=True)
         asyncio.run(bench(args))
-    report(args.model)
+    report(args.model, again=args.reverify)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ LangGraph. Every key that parallel branches may write has a reducer, so branches
 from __future__ import annotations
 
 import operator
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -21,7 +20,7 @@ from forkpath._trace import NodeEvent, emit, span
 from forkpath._types import Task
 from forkpath.flows._schema import FlowSpec, NodeSpec
 from forkpath.models import GenerateRequest, Message, Model, get_model, prepare_model
-from forkpath.strategies import Context, strategies
+from forkpath.strategies import Context, strategies, vote_on
 
 
 def _last(_: Any, new: Any) -> Any:
@@ -256,11 +255,13 @@ async def _run_join(name: str, node: NodeSpec, runtime: FlowRuntime, state: Flow
     candidates = state.get("candidates", [])
     if not candidates:
         return {"answer": None, "passed": None, "score": None}
-    if node.join == "vote":
-        votes = Counter((c.get("answer") or c["text"]).strip() for c in candidates)
-        winner, count = votes.most_common(1)[0]
-        chosen = next(c for c in candidates if (c.get("answer") or c["text"]).strip() == winner)
-        return {"answer": chosen["text"], "passed": chosen.get("passed"), "score": count / len(candidates)}
+    if node.join == "vote":  # the one voting rule (strategies' tally): abstentions, ties
+        counted, winner = vote_on(task_of(state), candidates)
+        if winner is None:
+            return {"answer": None, "passed": None, "score": 0.0}
+        chosen = candidates[winner]
+        share = counted.groups[0].weight / len(candidates)
+        return {"answer": chosen["text"], "passed": chosen.get("passed"), "score": share}
     if node.join == "first_passed":
         chosen = next((c for c in candidates if c.get("passed")), candidates[0])
     else:

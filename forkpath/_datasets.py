@@ -56,6 +56,10 @@ class DatasetSpec(BaseModel):
     """The JSONL file (``name: jsonl`` only)."""
     kind: Literal["code", "math", "text"] | None = None
     """Task kind for JSONL tasks (default: code if tests are mapped, math if an answer is, else text)."""
+    answers: Literal["auto", "number", "math"] = "auto"
+    """How math answers are read: ``number`` (every reference is a number, like GSM8K), ``math``
+    (free-form, compared by math-verify) or ``auto`` (number when every loaded math task's
+    reference is a plain number). Recorded in each task's ``metadata["answer_format"]``."""
     fields: FieldMap = Field(default_factory=FieldMap)
     offset: int = Field(default=0, ge=0)
     """Skip this many tasks first."""
@@ -166,7 +170,22 @@ def load_tasks(spec: DatasetSpec) -> list[Task]:
             )
         seen.add(task.id)
         selected.append(task)
+    if spec.name == "jsonl":
+        _mark_answer_format(selected, spec.answers)
     return selected
+
+
+_PLAIN_NUMBER = re.compile(r"\s*-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*")
+
+
+def _mark_answer_format(tasks: list[Task], answers: str) -> None:
+    """Record in each math task how its answers are read (``metadata["answer_format"]``)."""
+    math = [t for t in tasks if t.kind == "math" and "answer_format" not in t.metadata]
+    if answers == "auto":
+        numeric = bool(math) and all(t.answer is not None and _PLAIN_NUMBER.fullmatch(t.answer) for t in math)
+        answers = "number" if numeric else "math"
+    for task in math:
+        task.metadata["answer_format"] = answers
 
 
 # -- HumanEval and GSM8K ---------------------------------------------------------------------------
@@ -222,7 +241,7 @@ def gsm8k_to_task(row: dict[str, str], index: int) -> Task:
         prompt=row["question"],
         kind="math",
         answer=final,
-        metadata={"solution": row["answer"]},
+        metadata={"solution": row["answer"], "answer_format": "number"},
     )
 
 

@@ -1,6 +1,7 @@
 """Meta-generation strategies: factories registered by name, each returning a :class:`Strategy`.
 
-- parallel: ``best_of_n``, ``self_consistency``, ``filter_and_cluster``;
+- parallel: ``best_of_n``, ``self_consistency``, ``filter_and_cluster`` (the voting rule every
+  vote follows: :func:`tally` over :class:`Ballot`);
 - chained and self-evaluating: ``cothink``, ``self_refine``, ``alphacodium``, ``sed``, ``adadec``,
   ``thought_budget``;
 - search: ``beam_search``, ``mcts``, ``token_tree_search``;
@@ -29,12 +30,15 @@ from forkpath.strategies._speculative import speculative_decoding
 from forkpath.strategies._thought_budget import thought_budget
 from forkpath.strategies._token_routing import token_routing
 from forkpath.strategies._token_tree_search import token_tree_search
+from forkpath.strategies._vote import Ballot, Vote, tally, vote_on
 
 __all__ = [
+    "Ballot",
     "Candidate",
     "Context",
     "Strategy",
     "StrategyResult",
+    "Vote",
     "adadec",
     "alphacodium",
     "beam_search",
@@ -49,7 +53,9 @@ __all__ = [
     "self_refine",
     "speculative_decoding",
     "strategies",
+    "tally",
     "thought_budget",
     "token_routing",
     "token_tree_search",
+    "vote_on",
 ]

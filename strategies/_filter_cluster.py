@@ -7,8 +7,11 @@
    the sandbox, and group programs with identical behaviour (outputs compared after
    whitespace normalisation; a crash or timeout is an output of its own). Inputs on which every
    survivor crashes are dropped as invalid before grouping.
-4. Return one program per cluster, largest cluster first (within a cluster: the highest mean
-   logprob, then the earliest), at most ``submissions`` of them; the first is the answer.
+4. Return one program per cluster, largest cluster first, at most ``submissions`` of them; the
+   first is the answer. Clusters are ranked, and a cluster's program chosen, by the one voting
+   rule (:mod:`forkpath.strategies._vote`): a cluster is a group of equal votes, a program that
+   crashes on every kept input abstains, ties go to the more likely cluster (mean token logprob)
+   or else the one with the earliest complete sample.
 
 With no survivor the filter is skipped and all samples are clustered (``info.filtered_all``).
 Function tasks (an entry point) get inputs as argument lists; stdin/stdout tasks as texts.
@@ -27,6 +30,7 @@ from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._helpers import ExamplesVerifier, budget_reached, verify_into
+from forkpath.strategies._vote import Ballot, representative, tally
 
 CALL_INPUTS = (
     "Here is a programming problem:\n\n{problem}\n\nWrite {n} different valid inputs for the function "
@@ -111,13 +115,20 @@ async def behaviour(task: Task, program: str, inputs: list[str]) -> list[str]:
     return [_normal(r.stdout) if r.ok else CRASH for r in runs]
 
 
-def clusters_of(signatures: list[tuple[str, ...]]) -> list[list[int]]:
-    """Indexes grouped by identical signature, largest group first (ties: first seen)."""
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for i, signature in enumerate(signatures):
-        groups.setdefault(signature, []).append(i)
-    ordered = list(groups.values())
-    return sorted(ordered, key=lambda g: (-len(g), g[0]))
+def clusters_of(signatures: list[tuple[str, ...]], ballots: list[Ballot] | None = None) -> list[list[int]]:
+    """Indexes grouped by identical signature, ranked by the voting rule (largest first; ties:
+    the more likely cluster, else the earliest complete sample). A signature that is all
+    crashes abstains and is in no cluster. ``ballots`` give each index's logprob and whether it
+    finished (default: unknown, complete)."""
+    votes = [
+        Ballot(
+            answer=None if signature and all(o == CRASH for o in signature) else json.dumps(signature),
+            mean_logprob=ballots[i].mean_logprob if ballots else None,
+            complete=ballots[i].complete if ballots else True,
+        )
+        for i, signature in enumerate(signatures)
+    ]
+    return [group.members for group in tally(votes).groups]
 
 
 @strategies.register("filter_and_cluster")
@@ -194,17 +205,15 @@ def filter_and_cluster(
             valid = [j for j in range(len(test_inputs)) if any(o[j] != CRASH for o in outputs)]
             kept_inputs = [test_inputs[j] for j in valid]
             signatures = [tuple(o[j] for j in valid) for o in outputs]
-        groups = [[pool[i] for i in g] for g in clusters_of(signatures)]
-        picks = [
-            max(
-                g,
-                key=lambda i: (
-                    candidates[i].mean_logprob if candidates[i].mean_logprob is not None else float("-inf"),
-                    -i,
-                ),
+        ballots = [
+            Ballot(
+                None, mean_logprob=candidates[i].mean_logprob, complete=results[i].finish_reason != "length"
             )
-            for g in groups
-        ][:submissions]
+            for i in pool
+        ]
+        ranked = clusters_of(signatures, ballots)
+        groups = [[pool[i] for i in g] for g in ranked]
+        picks = [pool[representative(ballots, g)] for g in ranked][:submissions]
         chosen = picks[0] if picks else None
         if filter_by != "verifier" and context.verifier is not None and chosen is not None:
             for i in picks:

@@ -131,10 +131,12 @@ PINNED: dict[str, set[str]] = {
         "VerifierSpec",
     },
     "forkpath.strategies": {
+        "Ballot",
         "Candidate",
         "Context",
         "Strategy",
         "StrategyResult",
+        "Vote",
         "adadec",
         "alphacodium",
         "beam_search",
@@ -149,9 +151,11 @@ PINNED: dict[str, set[str]] = {
         "self_refine",
         "speculative_decoding",
         "strategies",
+        "tally",
         "thought_budget",
         "token_routing",
         "token_tree_search",
+        "vote_on",
     },
 }
 

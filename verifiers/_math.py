@@ -1,9 +1,16 @@
 """Math answers: find the final answer in a solution and compare it with the reference.
 
-Extraction tries, in order: the last ``\\boxed{...}`` (or ``\\fbox``), the last ``#### ...``
-line (GSM8K), the last "the answer is ..." / "Answer: ...", and the last number. Comparison
-uses math-verify (symbolic and numeric equivalence, fractions, percentages, LaTeX, units in
-``\\text{}``), after plain-text units ("18 dollars") are stripped from numeric answers.
+How an answer is read depends on the task's kind of answer (:func:`answer_format`):
+
+- ``number`` (GSM8K, and any dataset that says so or whose references are all numbers): the
+  number of the last stated answer, by :func:`~forkpath.verifiers.extract_number` (placeholders,
+  units, currency and trailing words skipped; a stated expression with a variable abstains),
+  else the last number of the text; compared exactly as numbers.
+- ``math`` (free-form: MATH, anything else): the last balanced, non-empty ``\\boxed{...}`` (or
+  ``\\fbox``), the last ``#### ...`` line, the last "the answer is ..." / "Answer: ..." (an
+  echoed placeholder ``N`` skipped), and the last number; compared by math-verify (symbolic and
+  numeric equivalence, fractions, percentages, LaTeX, units in ``\\text{}``), after plain-text
+  units ("18 dollars") are stripped from numeric answers.
 
 Plain numbers are compared here, exactly (with ``Decimal``) when the answer is clear either way.
 Everything else goes to math-verify in a small pool of worker processes (see
@@ -24,15 +31,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from forkpath._errors import VerifierError
 from forkpath._params import Int
 from forkpath._types import Task
+from forkpath.verifiers._numbers import canonical, extract_number
 from forkpath.verifiers._registry import verifiers
 from forkpath.verifiers._types import Reason, TestResult, Verdict
 
@@ -40,6 +49,7 @@ _HASHES = re.compile(r"####\s*(.+)")
 _ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*[:\s]*(.+)", re.IGNORECASE)
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
 _LAST_NUMBER = re.compile(_NUMBER)
+_PLACEHOLDER = re.compile(r"\W*N\W*")  # "The answer is N.": the prompt's instruction echoed
 _NUMBER_WITH_UNIT = re.compile(rf"^\s*\\?\$?\s*({_NUMBER})\s*%?\s*(?:[A-Za-z][A-Za-z .]*)?\.?\s*$")
 
 
@@ -83,10 +93,9 @@ def extract_math_answer(text: str) -> str | None:
     hashes = _HASHES.findall(text)
     if hashes:
         return _clean(hashes[-1])
-    stated = _ANSWER_IS.findall(text)
-    if stated:
-        sentence = re.split(r"(?<!\d)\.(?!\d)|\n", stated[-1])[0]
-        if sentence.strip():
+    for stated in reversed(_ANSWER_IS.findall(text)):
+        sentence = re.split(r"(?<!\d)\.(?!\d)|\n", stated)[0]
+        if sentence.strip() and not _PLACEHOLDER.fullmatch(sentence):
             return _clean(sentence)
     numbers = _LAST_NUMBER.findall(text.replace("$", " "))
     return _clean(numbers[-1]) if numbers else None
@@ -97,6 +106,29 @@ def reference_answer(reference: str) -> str:
     if "\\boxed" in reference or "\\fbox" in reference or "####" in reference:
         return extract_math_answer(reference) or reference.strip()
     return _clean(reference)
+
+
+AnswerFormat = Literal["number", "math"]
+ANSWER_FORMAT_KEY = "answer_format"
+"""The task metadata key that says how answers are read: ``"number"`` or ``"math"``."""
+
+
+def answer_format(task: Task) -> AnswerFormat:
+    """How ``task``'s answers are read: ``number`` when its metadata says so (GSM8K tasks, and
+    datasets that declare or imply numeric references), else ``math`` (free-form)."""
+    return "number" if task.metadata.get(ANSWER_FORMAT_KEY) == "number" else "math"
+
+
+def extract_answer(text: str, how: AnswerFormat = "math") -> str | None:
+    """The final answer of a solution read as ``how``: :func:`extract_number` for numbers,
+    :func:`extract_math_answer` for free-form math. None: the solution states no answer."""
+    return extract_number(text) if how == "number" else extract_math_answer(text)
+
+
+def numbers_equal(a: str, b: str) -> bool:
+    """Whether two numbers (canonical or plain: ``1,000``, ``0.5``, ``1/2``) are equal, exactly."""
+    x, y = canonical(a), canonical(b)
+    return x is not None and y is not None and Fraction(x) == Fraction(y)
 
 
 def _normal(answer: str) -> str:
@@ -241,25 +273,38 @@ class MathAnswerVerifier:
     Args:
         float_rounding: decimal places floats are rounded to before comparing.
         timeout_s: limit of each parse and of the comparison (whole seconds).
+        answers: how answers are read: ``auto`` (the task's :func:`answer_format`), ``number``
+            or ``math`` (free-form, math-verify).
     """
 
-    def __init__(self, float_rounding: int = 6, timeout_s: int = 5) -> None:
+    def __init__(
+        self, float_rounding: int = 6, timeout_s: int = 5, answers: Literal["auto", "number", "math"] = "auto"
+    ) -> None:
         self.float_rounding = float_rounding
         self.timeout_s = timeout_s
+        self.answers = answers
 
     async def verify(self, task: Task, candidate: str) -> Verdict:
         if task.answer is None:
             raise VerifierError(f"task {task.id}: math_answer needs the task's reference answer")
         started = time.perf_counter()
+        how = answer_format(task) if self.answers == "auto" else self.answers
         reference = reference_answer(task.answer)
-        extracted = extract_math_answer(candidate)
-        if extracted is None:
-            passed, message = False, "no final answer found"
-            reason: Reason = "no_answer"
+        number = canonical(reference) if how == "number" else None
+        if number is not None:
+            reference = number
         else:
-            passed = await math_equal_async(
-                reference, extracted, float_rounding=self.float_rounding, timeout_s=self.timeout_s
-            )
+            how = "math"  # a reference that is not a number is compared as free-form math
+        extracted = extract_answer(candidate, how)
+        reason: Reason = "no_answer"
+        passed, message = False, "no final answer found"
+        if extracted is not None:
+            if how == "number":
+                passed = numbers_equal(reference, extracted)
+            else:
+                passed = await math_equal_async(
+                    reference, extracted, float_rounding=self.float_rounding, timeout_s=self.timeout_s
+                )
             reason = "ok" if passed else "wrong_answer"
             message = "" if passed else f"expected {reference!r}, got {extracted!r}"
         duration = time.perf_counter() - started
@@ -272,7 +317,7 @@ class MathAnswerVerifier:
             tests=[test],
             verifier="math_answer",
             duration_s=duration,
-            details={"extracted": extracted, "reference": reference},
+            details={"extracted": extracted, "reference": reference, "answers": how},
         )
 
 
@@ -280,6 +325,11 @@ class MathAnswerVerifier:
 def math_answer(
     float_rounding: Annotated[Int, Field(ge=0, le=15)] = 6,
     timeout_s: Annotated[Int, Field(ge=1, le=3600)] = 5,
+    answers: Literal["auto", "number", "math"] = "auto",
 ) -> MathAnswerVerifier:
-    """Compare a solution's final answer with the task's reference answer (GSM8K, MATH)."""
-    return MathAnswerVerifier(float_rounding=float_rounding, timeout_s=timeout_s)
+    """Compare a solution's final answer with the task's reference answer (GSM8K, MATH).
+
+    ``answers``: ``auto`` reads numbers for tasks whose answers are numbers (GSM8K) and free-form
+    math otherwise; ``number`` or ``math`` forces one way.
+    """
+    return MathAnswerVerifier(float_rounding=float_rounding, timeout_s=timeout_s, answers=answers)

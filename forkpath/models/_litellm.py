@@ -4,6 +4,16 @@ litellm is imported on first use (it takes seconds), never at ``import forkpath`
 go to ``acompletion``; raw prefixes and partial assistant turns go to ``atext_completion``
 (the legacy ``/v1/completions`` endpoint that vLLM and llama.cpp servers keep), which is what
 prefix continuation needs. Vendor exceptions are translated into forkpath's error tree here.
+
+Sampling parameters (:func:`sampling_params`) go out under the names each provider uses:
+``top_k``, ``min_p`` and the repetition penalty (llama.cpp's server calls it ``repeat_penalty``,
+vLLM ``repetition_penalty``) where the provider takes them, presence and frequency penalties
+where litellm says it does. A value a provider cannot take is refused with a
+:class:`~forkpath.BadRequestError` naming the parameter and the provider, never dropped
+silently. A self-hosted OpenAI-compatible server (``api_base`` set) gets every setting
+explicitly, defaults included, so its own defaults (llama.cpp's: top-k 40, top-p 0.95, min-p
+0.05, repeat penalty 1.1) never apply: a request samples the same through a server as
+in-process.
 """
 
 from __future__ import annotations
@@ -38,6 +48,32 @@ from forkpath.models._types import (
 _COMPLETION_PROVIDERS = {"openai", "text-completion-openai", "hosted_vllm", "vllm", "openai_like"}
 # Providers that return no logprobs at all.
 _NO_LOGPROBS = {"anthropic", "bedrock", "vertex_ai", "gemini", "cohere"}
+# OpenAI-compatible APIs: with an api_base, a self-hosted server (llama.cpp, vLLM, ...).
+_OPENAI_COMPATIBLE = {"openai", "text-completion-openai", "openai_like", "hosted_vllm", "vllm"}
+# Sampling parameters outside OpenAI's API, as each provider calls them (absent: not taken).
+_EXTRA_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
+    # An unknown OpenAI-compatible server gets both names; each server ignores the other one.
+    "self-hosted": {
+        "top_k": ("top_k",),
+        "min_p": ("min_p",),
+        "repetition_penalty": ("repeat_penalty", "repetition_penalty"),
+    },
+    "hosted_vllm": {"top_k": ("top_k",), "min_p": ("min_p",), "repetition_penalty": ("repetition_penalty",)},
+    "vllm": {"top_k": ("top_k",), "min_p": ("min_p",), "repetition_penalty": ("repetition_penalty",)},
+    "ollama": {"top_k": ("top_k",), "min_p": ("min_p",), "repetition_penalty": ("repeat_penalty",)},
+    "ollama_chat": {"top_k": ("top_k",), "min_p": ("min_p",), "repetition_penalty": ("repeat_penalty",)},
+    "together_ai": {"top_k": ("top_k",), "min_p": ("min_p",), "repetition_penalty": ("repetition_penalty",)},
+    "anthropic": {"top_k": ("top_k",)},
+    "gemini": {"top_k": ("top_k",)},
+    "vertex_ai": {"top_k": ("top_k",)},
+}
+_NEUTRAL = {
+    "top_k": 0,
+    "min_p": 0.0,
+    "repetition_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+}
 
 
 def _litellm() -> Any:
@@ -94,6 +130,8 @@ class LiteLLMModel(Model):
         **options: Any,
     ) -> None:
         guessed = capabilities_for(model_id, api_base)
+        self.provider: str = _litellm().get_llm_provider(model_id, api_base=api_base)[1]
+        """litellm's provider name (``openai``, ``hosted_vllm``, ``anthropic``, ...)."""
         self.api_base = api_base
         self._api_key = api_key
         self.timeout_s = timeout_s
@@ -108,9 +146,9 @@ class LiteLLMModel(Model):
             "model": self.id,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
-            "top_p": request.top_p,
             "timeout": self.timeout_s,
             "num_retries": 0,  # forkpath retries, with its own policy
+            **sampling_params(request, self.id, self.provider, self.api_base),
         }
         if request.stop:
             params["stop"] = list(request.stop)
@@ -222,6 +260,61 @@ class LiteLLMModel(Model):
             finish_reason=_finish(choice.finish_reason),
             usage=self._usage(response),
         )
+
+
+def sampling_params(
+    request: GenerateRequest, model_id: str, provider: str, api_base: str | None
+) -> dict[str, Any]:
+    """top-p, top-k, min-p and the penalties of ``request`` as ``provider``'s API takes them.
+
+    A self-hosted OpenAI-compatible server gets all of them, forkpath's defaults included, in
+    the request body (``extra_body``) under its own names; any other provider gets the values
+    that differ from the neutral defaults, and a value it cannot take raises
+    :class:`~forkpath.BadRequestError` naming the parameter and the provider.
+    """
+    self_hosted = api_base is not None and provider in _OPENAI_COMPATIBLE
+    if provider in ("hosted_vllm", "vllm"):
+        names = _EXTRA_NAMES[provider]
+    else:
+        names = _EXTRA_NAMES["self-hosted"] if self_hosted else _EXTRA_NAMES.get(provider, {})
+    params: dict[str, Any] = {"top_p": request.top_p}
+    extra: dict[str, Any] = {}
+    for field, neutral in _NEUTRAL.items():
+        value = getattr(request, field)
+        if field in names and (self_hosted or value != neutral):
+            if field == "top_k" and value == 0 and provider in ("hosted_vllm", "vllm"):
+                value = -1  # vLLM's "off" (older releases reject 0)
+            for name in names[field]:
+                (extra if self_hosted else params)[name] = value
+        elif field in ("presence_penalty", "frequency_penalty") and (
+            self_hosted or (value != neutral and field in _openai_params(model_id, provider))
+        ):
+            params[field] = value
+        elif value != neutral:
+            penalties = [
+                f
+                for f in ("presence_penalty", "frequency_penalty")
+                if f in _openai_params(model_id, provider)
+            ]
+            takes = ", ".join(["top_p", *names, *penalties])
+            raise BadRequestError(
+                f"provider {provider!r} does not take {field} (asked for {value}); it takes {takes}. "
+                f"Leave {field} at {neutral}.",
+                model=model_id,
+            )
+    if extra:
+        params["extra_body"] = extra
+    return params
+
+
+def _openai_params(model_id: str, provider: str) -> list[str]:
+    """The OpenAI parameters litellm passes on to ``provider`` (empty if it does not know)."""
+    try:
+        return list(
+            _litellm().get_supported_openai_params(model=model_id, custom_llm_provider=provider) or []
+        )
+    except Exception:
+        return []
 
 
 def _finish(reason: str | None) -> FinishReason:

@@ -12,6 +12,20 @@ Defaults turn every step off (``top_k=0``, ``top_p=1``, ``min_p=0``, penalties n
 is the model's own distribution; servers often apply their own defaults (llama.cpp's server:
 top-k 40, top-p 0.95, min-p 0.05, repeat penalty 1.1), so the litellm backend sends forkpath's
 values explicitly to servers that accept them.
+
+Checked against llama.cpp's own sampler chain (``tests/models/test_sampling.py``: penalties,
+top-k, top-p, min-p and temperature through llama-cpp-python's ``llama_sampler_*`` give the same
+distribution to 1e-6). Two things a caller must get right to match it:
+
+- **Raw logits.** The repetition penalty divides a positive logit and multiplies a negative
+  one, so it depends on the logits' offset: log-probabilities (all negative) are penalised
+  differently. Pass the model's raw logits whenever a penalty is set; truncation and temperature
+  alone give the same result on either.
+- **The history.** llama.cpp penalises the last ``PENALTY_WINDOW`` (64) tokens its sampler has
+  accepted. llama-cpp-python (``Llama.generate`` and ``llama_cpp.server``, the server forkpath's
+  tests and benches run) accepts only the generated tokens; llama.cpp's C++ server also accepts
+  the prompt's. :func:`penalty_history` gives the former, so a local model samples as the
+  server does.
 """
 
 from __future__ import annotations
@@ -22,6 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from forkpath.models._uncertainty import log_softmax
+
+PENALTY_WINDOW = 64
+"""How many of the latest tokens the penalties look at (llama.cpp's ``penalty_last_n``)."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +66,16 @@ class Sampling:
         return self.top_k > 0 or self.top_p < 1.0 or self.min_p > 0.0
 
 
+def penalty_history(generated: Sequence[int]) -> Sequence[int]:
+    """The tokens the penalties of the next draw look at: the last :data:`PENALTY_WINDOW`
+    generated tokens (prompt excluded), as llama-cpp-python and its server do."""
+    return generated[-PENALTY_WINDOW:]
+
+
 def penalise(logits: np.ndarray, history: Sequence[int], sampling: Sampling) -> np.ndarray:
     """Logits after the repetition, presence and frequency penalties over ``history``.
+
+    ``logits`` must be raw logits when a repetition penalty is set (see the module docstring).
 
     Repetition (CTRL, as llama.cpp applies it): a seen token's positive logit is divided by the
     penalty, a negative one multiplied. Presence and frequency (OpenAI's): subtract
@@ -73,7 +98,8 @@ def penalise(logits: np.ndarray, history: Sequence[int], sampling: Sampling) -> 
 def sampling_distribution(logits: np.ndarray, sampling: Sampling, history: Sequence[int] = ()) -> np.ndarray:
     """The probabilities a token is drawn from (float64, sums to 1) for a sampled request.
 
-    ``logits`` may be raw logits or log-probabilities (the same after normalisation).
+    ``logits`` may be raw logits or log-probabilities (the same after normalisation) unless a
+    repetition penalty is set: then only raw logits give llama.cpp's distribution.
     """
     if sampling.greedy:
         raise ValueError("sampling_distribution is for sampling; greedy decoding takes the argmax")

@@ -13,7 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from forkpath import AuthenticationError, CapabilityError, ModelUnavailableError, RateLimitError, ServerError
+from forkpath import (
+    AuthenticationError,
+    BadRequestError,
+    CapabilityError,
+    ModelUnavailableError,
+    RateLimitError,
+    ServerError,
+)
 from forkpath.models import GenerateRequest, Message, ModelCapabilities, RetryPolicy, get_model, usage_meter
 
 HELLO = (Message(role="user", content="Say hello."),)
@@ -79,18 +86,19 @@ class _Script:
     def __init__(self, statuses: list[int]) -> None:
         self.statuses = statuses
         self.requests = 0
+        self.bodies: list[dict] = []
 
 
-def _completion_body() -> bytes:
+def _completion_body(text: bool = False) -> bytes:
+    choice: dict = {"index": 0, "finish_reason": "stop"}
+    choice.update({"text": "ok"} if text else {"message": {"role": "assistant", "content": "ok"}})
     return json.dumps(
         {
             "id": "x",
-            "object": "chat.completion",
+            "object": "text_completion" if text else "chat.completion",
             "created": 0,
             "model": "scripted",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
-            ],
+            "choices": [choice],
             "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
         }
     ).encode()
@@ -102,11 +110,11 @@ def scripted_server() -> Iterator[tuple[str, _Script]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
+            script.bodies.append(json.loads(self.rfile.read(int(self.headers.get("content-length", 0)))))
             status = script.statuses[script.requests] if script.requests < len(script.statuses) else 200
             script.requests += 1
             body = (
-                _completion_body()
+                _completion_body(text=self.path.endswith("/completions") and "chat" not in self.path)
                 if status == 200
                 else json.dumps({"error": {"message": f"status {status}"}}).encode()
             )
@@ -163,3 +171,128 @@ async def test_authentication_failure_is_not_retried(scripted_server: tuple[str,
     assert script.requests == 1
     assert str(info.value).startswith("openai/scripted: ")
     assert "\n" not in str(info.value)
+
+
+# -- sampling parameters ---------------------------------------------------------------------------
+NEUTRAL_LLAMA_CPP = {
+    "top_p": 1.0,
+    "top_k": 0,
+    "min_p": 0.0,
+    "repeat_penalty": 1.0,
+    "repetition_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+}
+
+
+@pytest.mark.parametrize("continuation", [False, True])
+async def test_a_self_hosted_server_gets_every_sampling_setting_explicitly(
+    scripted_server: tuple[str, _Script], continuation: bool
+) -> None:
+    """Defaults included, so the server's own (llama.cpp: top-k 40, min-p 0.05, ...) never apply."""
+    url, script = scripted_server
+    model = get_model("openai/scripted", api_base=url)
+    request = (
+        GenerateRequest(prompt="2 + 2 =", max_tokens=4, temperature=0.7)
+        if continuation
+        else GenerateRequest(messages=HELLO, max_tokens=4, temperature=0.7)
+    )
+    assert (await model.generate(request)).text == "ok"
+    body = script.bodies[-1]
+    assert {k: body.get(k) for k in NEUTRAL_LLAMA_CPP} == NEUTRAL_LLAMA_CPP
+    assert body["temperature"] == 0.7
+    chosen = request.model_copy(
+        update={"top_k": 40, "top_p": 0.95, "min_p": 0.05, "repetition_penalty": 1.1, "presence_penalty": 0.5}
+    )
+    await model.generate(chosen)
+    body = script.bodies[-1]
+    assert (body["top_k"], body["top_p"], body["min_p"]) == (40, 0.95, 0.05)
+    assert body["repeat_penalty"] == body["repetition_penalty"] == 1.1
+    assert body["presence_penalty"] == 0.5 and body["frequency_penalty"] == 0.0
+
+
+async def test_vllm_gets_its_own_names(scripted_server: tuple[str, _Script]) -> None:
+    url, script = scripted_server
+    model = get_model("hosted_vllm/scripted", api_base=url)
+    await model.generate(GenerateRequest(messages=HELLO, max_tokens=4, repetition_penalty=1.2))
+    body = script.bodies[-1]
+    assert body["top_k"] == -1  # vLLM's "off"
+    assert body["repetition_penalty"] == 1.2 and "repeat_penalty" not in body
+    assert body["min_p"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("model_id", "setting", "named"),
+    [
+        ("openai/gpt-4o-mini", {"top_k": 40}, "top_k"),
+        ("openai/gpt-4o-mini", {"min_p": 0.05}, "min_p"),
+        ("openai/gpt-4o-mini", {"repetition_penalty": 1.1}, "repetition_penalty"),
+        ("anthropic/claude-3-5-haiku-latest", {"min_p": 0.1}, "min_p"),
+        ("anthropic/claude-3-5-haiku-latest", {"presence_penalty": 0.5}, "presence_penalty"),
+        ("mistral/mistral-large-latest", {"frequency_penalty": 0.5}, "frequency_penalty"),
+    ],
+)
+async def test_a_provider_that_cannot_take_a_setting_refuses_it_by_name(
+    model_id: str, setting: dict, named: str
+) -> None:
+    model = get_model(model_id, api_key="unused", retry=FAST_RETRY)
+    provider = model_id.split("/")[0]
+    with pytest.raises(BadRequestError) as info:
+        await model.generate(GenerateRequest(messages=HELLO, max_tokens=4, **setting))
+    message = str(info.value)
+    assert f"provider {provider!r} does not take {named}" in message and "\n" not in message
+    assert message.startswith(f"{model_id}: ")
+
+
+def test_hosted_providers_get_only_what_they_take() -> None:
+    from forkpath.models._litellm import sampling_params
+
+    request = GenerateRequest(messages=HELLO, top_k=20)
+    assert sampling_params(request, "anthropic/claude-3-5-haiku-latest", "anthropic", None) == {
+        "top_p": 1.0,
+        "top_k": 20,
+    }
+    both = request.model_copy(update={"presence_penalty": 0.3})
+    assert sampling_params(both, "gemini/gemini-1.5-pro", "gemini", None) == {
+        "top_p": 1.0,
+        "top_k": 20,
+        "presence_penalty": 0.3,
+    }
+
+
+def test_openai_gets_its_penalties_and_no_defaults() -> None:
+    from forkpath.models._litellm import sampling_params
+
+    plain = GenerateRequest(messages=HELLO)
+    assert sampling_params(plain, "openai/gpt-4o-mini", "openai", None) == {"top_p": 1.0}
+    penalised = plain.model_copy(update={"presence_penalty": 0.3, "frequency_penalty": 0.2})
+    assert sampling_params(penalised, "openai/gpt-4o-mini", "openai", None) == {
+        "top_p": 1.0,
+        "presence_penalty": 0.3,
+        "frequency_penalty": 0.2,
+    }
+
+
+async def test_top_k_and_min_p_reach_the_llama_cpp_server(llama_server: str) -> None:
+    """top_k 1 (or min_p 1) at a high temperature leaves only the most likely token: every
+    sample is the greedy answer. Without them, samples at that temperature differ."""
+    model = get_model("openai/smollm2", api_base=llama_server)
+    base = GenerateRequest(messages=HELLO, max_tokens=12)
+    greedy = (await model.generate(base)).text
+    hot = base.model_copy(update={"temperature": 1.5})
+    for setting in ({"top_k": 1}, {"min_p": 1.0}):
+        texts = {(await model.generate(hot.model_copy(update={**setting, "seed": s}))).text for s in range(3)}
+        assert texts == {greedy}, setting
+    free = {(await model.generate(hot.model_copy(update={"seed": s}))).text for s in range(3)}
+    assert len(free) > 1
+
+
+async def test_repetition_penalty_reaches_the_llama_cpp_server(llama_server: str) -> None:
+    """Greedy decoding is deterministic, so only the penalty can change the text (it does: the
+    unpenalised continuation repeats a line; a neutral 1.0 changes nothing)."""
+    model = get_model("openai/smollm2", api_base=llama_server)
+    request = GenerateRequest(prompt="dog dog dog dog dog dog dog dog", max_tokens=16)
+    plain = await model.generate(request)
+    neutral = await model.generate(request.model_copy(update={"repetition_penalty": 1.0, "seed": 1}))
+    penalised = await model.generate(request.model_copy(update={"repetition_penalty": 3.0}))
+    assert neutral.text == plain.text != penalised.text

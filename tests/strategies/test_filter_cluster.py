@@ -6,7 +6,7 @@ import pytest
 
 from forkpath import Budget, BudgetLimits, ConfigError, Task
 from forkpath.models import FakeModel
-from forkpath.strategies import Context
+from forkpath.strategies import Ballot, Context
 from forkpath.strategies._filter_cluster import (
     CRASH,
     behaviour,
@@ -106,6 +106,19 @@ def test_parsers_and_clusters() -> None:
     ]
     assert parse_stdin_inputs("```text\n1 2\n```\nand\n```\n3\n```", 5) == ["1 2\n", "3\n"]
     assert clusters_of([("1",), ("2",), ("1",), ("3",), ("2",)]) == [[0, 2], [1, 4], [3]]
+
+
+def test_clusters_follow_the_voting_rule() -> None:
+    # a program that crashes on every kept input abstains: it is in no cluster
+    assert clusters_of([("1", CRASH), (CRASH, CRASH), ("1", CRASH)]) == [[0, 2]]
+    # equal sizes: the more likely cluster first (mean token logprob), whatever came first
+    likely = [Ballot(None, mean_logprob=lp) for lp in (-2.0, -0.5, -2.0, -0.5)]
+    assert clusters_of([("a",), ("b",), ("a",), ("b",)], likely) == [[1, 3], [0, 2]]
+    # no logprobs: the cluster with the earliest complete sample (sample 0 was cut at max_tokens)
+    cut = [Ballot(None, complete=False), Ballot(None), Ballot(None), Ballot(None)]
+    assert clusters_of([("a",), ("b",), ("a",), ("b",)], cut) == [[1, 3], [0, 2]]
+    # without inputs every program is one cluster, not an abstention
+    assert clusters_of([(), (), ()]) == [[0, 1, 2]]
 
 
 async def test_configuration_errors_come_before_any_call() -> None:

@@ -6,12 +6,21 @@ import pytest
 
 from forkpath import Budget, BudgetLimits, CapabilityError, ConfigError, Task
 from forkpath._trace import Tracer
-from forkpath.models import FakeModel, ModelCapabilities
-from forkpath.strategies import Context
-from forkpath.strategies._self_consistency import group_votes, self_consistency
+from forkpath.models import FakeModel, GenerateRequest, GenerateResult, ModelCapabilities
+from forkpath.strategies import Ballot, Context, tally
+from forkpath.strategies._self_consistency import self_consistency
 from forkpath.verifiers import make_verifier
 
 TASK = Task(id="t/0", prompt="What is 6*7?", kind="math", answer="42")
+NUMERIC = TASK.model_copy(update={"metadata": {"answer_format": "number"}})
+
+
+class NoLogprobs(FakeModel):
+    """The fake model as a backend without logprobs (an API model that returns text only)."""
+
+    async def _generate(self, request: GenerateRequest) -> GenerateResult:
+        result = await super()._generate(request)
+        return result.model_copy(update={"tokens": []})
 
 
 def model(*answers: str) -> FakeModel:
@@ -67,9 +76,61 @@ async def test_weighted_by_sequence_probability() -> None:
     assert result.chosen == (0 if weights[0] >= weights[1] else 1)  # type: ignore[operator]
 
 
-def test_group_votes_keeps_the_first_group_on_ties() -> None:
-    groups = group_votes(["a", "b", "A", None, "b"], [1, 1, 1, 1, 1], math_mode=False)
-    assert groups == [([0, 2], 2.0), ([1, 4], 2.0)]
+def test_tally_counts_text_votes_and_keeps_the_earliest_group_on_a_plain_tie() -> None:
+    counted = tally([Ballot("a"), Ballot("b"), Ballot("a"), Ballot(None), Ballot("b")])
+    assert [(g.answer, g.members, g.weight) for g in counted.groups] == [
+        ("a", [0, 2], 2.0),
+        ("b", [1, 4], 2.0),
+    ]
+    assert counted.winner == 0 and counted.abstained == 1 and counted.tie
+
+
+async def test_placeholder_answers_abstain_and_never_win() -> None:
+    # The issue's run: 'N' (the instruction echoed) was the first group of a 4-way tie and won.
+    m = model("The answer is N.", "The answer is N.", "The answer is 41 - 7M.", "The answer is 42.")
+    result = await self_consistency(n=4, early_stop=False)(NUMERIC, Context({"default": m}))
+    assert [c.answer for c in result.candidates] == [None, None, None, "42"]
+    assert result.info["votes"] == {"42": 1.0} and result.info["abstained"] == 3
+    assert result.chosen == 3 and result.answer == "The answer is 42."
+    assert result.info["agreement"] == 0.25
+
+
+async def test_a_vote_nobody_can_read_has_no_answer() -> None:
+    m = model("The answer is N.", "I cannot tell.", "The answer is \\boxed{}")
+    result = await self_consistency(n=3, early_stop=False)(NUMERIC, Context({"default": m}))
+    assert result.answer is None and result.chosen is None
+    assert result.info["votes"] == {} and result.info["abstained"] == 3 and result.info["winner"] is None
+    assert len(result.candidates) == 3
+
+
+async def test_numeric_answers_are_grouped_as_numbers() -> None:
+    m = model("The answer is N = 49.", "#### 49.00", "The answer is $49.", "The answer is 50.")
+    result = await self_consistency(n=4, early_stop=False)(NUMERIC, Context({"default": m}))
+    assert [c.answer for c in result.candidates] == ["49", "49", "49", "50"]
+    assert result.info["votes"] == {"49": 3.0, "50": 1.0}
+
+
+async def test_a_tie_goes_to_the_more_likely_group() -> None:
+    m = model("The answer is 41.", "The answer is 42.", "The answer is 42.", "The answer is 41.")
+    result = await self_consistency(n=4, early_stop=False)(NUMERIC, Context({"default": m}))
+    lp = [c.mean_logprob for c in result.candidates]
+    assert all(x is not None for x in lp)
+    forty_one, forty_two = (lp[0] + lp[3]) / 2, (lp[1] + lp[2]) / 2  # type: ignore[operator]
+    assert forty_one != forty_two
+    expected = "41" if forty_one > forty_two else "42"
+    assert result.info["tie"] is True and result.info["winner"] == expected
+    assert result.candidates[result.chosen or 0].answer == expected
+
+
+async def test_without_logprobs_a_tie_goes_to_the_earliest_complete_sample() -> None:
+    # Sample 0 is cut at max_tokens ("length"): the tie goes to the group of sample 1.
+    m = NoLogprobs(
+        "fake/m", script={"6*7": ["The answer is 41. And then some more words", "The answer is 42."]}
+    )
+    result = await self_consistency(n=2, early_stop=False, max_tokens=24)(NUMERIC, Context({"default": m}))
+    assert [c.mean_logprob for c in result.candidates] == [None, None]
+    assert [c.answer for c in result.candidates] == ["41", "42"]
+    assert result.info["winner"] == "42" and result.chosen == 1
 
 
 async def test_early_stop_once_the_leader_is_certain() -> None:
@@ -102,14 +163,19 @@ async def test_configuration_errors_come_before_any_call() -> None:
 async def test_end_to_end_on_smollm2_with_math_verifier() -> None:
     from forkpath import load_task
     from forkpath.models import get_model
+    from forkpath.verifiers import extract_number
 
-    task = load_task("gsm8k/0")
+    task = load_task("gsm8k/0")  # a GSM8K task: its answers are read as numbers
     m = get_model("local/smollm2-135m")
     result = await self_consistency(n=3, max_tokens=48, temperature=0.7, early_stop=False)(
         task, Context({"default": m}, make_verifier("math_answer"))
     )
     assert len(result.candidates) == 3 and result.usage[m.id].calls == 3
     assert result.usage[m.id].completion_tokens <= 3 * 48
+    assert [c.answer for c in result.candidates] == [extract_number(c.text) for c in result.candidates]
     voted = sum(result.info["votes"].values())
-    assert voted == sum(c.answer is not None for c in result.candidates)
-    assert result.passed is not None  # the chosen answer was judged by the real math verifier
+    assert voted == sum(c.answer is not None for c in result.candidates) == 3 - result.info["abstained"]
+    if voted:
+        assert result.passed is not None  # the chosen answer was judged by the real math verifier
+    else:
+        assert result.answer is None and result.chosen is None

@@ -77,7 +77,7 @@ async def test_verifier_verdicts() -> None:
     task = Task(id="m", prompt="What is 1/2 + 1/4?", kind="math", answer="\\frac{3}{4}")
     good = await verifier.verify(task, "1/2 + 1/4 = 3/4, so the answer is $\\boxed{0.75}$.")
     assert good.passed and good.score == 1.0
-    assert good.details == {"extracted": "0.75", "reference": "\\frac{3}{4}"}
+    assert good.details == {"extracted": "0.75", "reference": "\\frac{3}{4}", "answers": "math"}
     bad = await verifier.verify(task, "The answer is 0.7.")
     assert not bad.passed and bad.tests[0].reason == "wrong_answer"
     assert bad.tests[0].message == "expected '\\\\frac{3}{4}', got '0.7'"
