@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from forkpath._answer import AnswerWriter
 from forkpath._errors import ConfigError
 from forkpath._prompts import task_messages
 from forkpath._trace import RoutingEvent, emit
@@ -131,6 +132,7 @@ def speculative_decoding(
         sampling = Sampling(temperature=temperature, top_p=top_p)
         prefix = d_tok.chat_prefix(task_messages(task, prompt))
         out: list[int] = []
+        writer = AnswerWriter(d_tok.detokenize)  # accepted tokens are final: stream them
         gamma = draft_tokens
         drafted = accepted = iterations = draft_seen = target_seen = 0
         lengths: dict[int, int] = {}
@@ -184,6 +186,7 @@ def speculative_decoding(
                 out.append(token)
                 if len(out) >= max_tokens:
                     break
+            writer.update(out)
             if adaptive:
                 gamma = min(gamma + 2, max_draft_tokens) if n == len(draft) else max(gamma - 1, 1)
         text = d_tok.detokenize(out)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from forkpath._answer import AnswerWriter
 from forkpath._errors import ConfigError
 from forkpath._prompts import task_messages
 from forkpath._trace import RoutingEvent, emit
@@ -127,6 +128,7 @@ def token_routing(
         rng = np.random.default_rng(seed)
         seq = s_tok.chat_prefix(task_messages(task, prompt))
         start = len(seq)
+        writer = AnswerWriter(s_tok.detokenize)  # each token is final once chosen: stream it
         small_seen = large_seen = 0
         recent = UncertaintyWindow(window)
         from_large: list[bool] = []
@@ -183,6 +185,7 @@ def token_routing(
                 finish = "stop"
                 break
             seq.append(token)
+            writer.update(seq[start:])
             from_large.append(use_large)
             logprobs.append(chosen_lp)
         text = s_tok.detokenize(seq[start:])
