@@ -46,28 +46,42 @@ def serve(
         None, "--cors-origin", help="Allow browser calls from this origin (repeatable)."
     ),
     preload: list[str] = typer.Option(None, "--preload", help="Load this model at start (repeatable)."),
+    model_options: str | None = typer.Option(
+        None,
+        "--model-options",
+        help='Backend options per model as JSON, e.g. \'{"openai/qwen": {"api_base": "http://127.0.0.1:8080/v1"}}\' '
+        "(each model named is allowed).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level."),
 ) -> None:
     """Serve flows and strategies over an OpenAI-compatible HTTP API."""
     import uvicorn
+    from pydantic import ValidationError
 
+    from forkpath._errors import ConfigError
     from forkpath.flows import Flow
     from forkpath.server import DEFAULT_ALLOWED, ServerConfig, create_app
 
     flows = [Flow.from_yaml(path) for path in flow_paths or []]
-    config = ServerConfig(
-        host=host,
-        port=port,
-        api_key=api_key or None,
-        allow_models=list(allow_model or DEFAULT_ALLOWED),
-        store=store,
-        max_running=max_running,
-        max_queued=max_queued,
-        timeout_s=timeout_s,
-        max_body_bytes=max_body_bytes,
-        cors_origins=list(cors_origin or []),
-        preload=list(preload or []),
-    )
+    options = _json_option(model_options, "--model-options") if model_options else {}
+    try:
+        config = ServerConfig(
+            host=host,
+            port=port,
+            api_key=api_key or None,
+            allow_models=list(allow_model or DEFAULT_ALLOWED),
+            store=store,
+            max_running=max_running,
+            max_queued=max_queued,
+            timeout_s=timeout_s,
+            max_body_bytes=max_body_bytes,
+            cors_origins=list(cors_origin or []),
+            preload=list(preload or []),
+            model_options=options,
+        )
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     if not config.api_key and not _loopback(host):
         err_console.print(
             f"[bold yellow]warning:[/] listening on {host} without an API key: anyone who can reach it can "
@@ -81,6 +95,22 @@ def serve(
         highlight=False,
     )
     uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+
+def _json_option(text: str, name: str) -> dict[str, dict[str, object]]:
+    import json
+
+    from forkpath._errors import ConfigError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{name} is not JSON: {e.msg} at character {e.pos}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ConfigError(
+            f'{name} is a JSON object of model -> options, e.g. {{"openai/x": {{"api_base": "..."}}}}'
+        )
+    return value
 
 
 def _loopback(host: str) -> bool:

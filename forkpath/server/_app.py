@@ -38,7 +38,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from forkpath.flows import Flow
-from forkpath.models import get_model
+from forkpath.models import check_model, get_model
 from forkpath.server._errors import Redactor
 from forkpath.server._limits import Admission
 from forkpath.server._metrics import Metrics
@@ -84,6 +84,9 @@ class ServerConfig(BaseModel):
     """Origins browsers may call from (none: no CORS headers at all)."""
     preload: list[str] = Field(default_factory=list)
     """Models to load at start instead of on their first request."""
+    model_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Backend options of models requests may name (each such model is allowed), e.g.
+    ``{"openai/qwen": {"api_base": "http://127.0.0.1:8080/v1"}}``; checked at start."""
 
 
 @dataclass
@@ -124,7 +127,10 @@ def create_app(flows: Sequence[Flow] = (), config: ServerConfig | None = None) -
         for m in f.spec.models.values()
         if m.options.get("api_key")
     ]
-    pool = ModelPool(config.allow_models, also=flow_models)
+    for model_id, options in config.model_options.items():
+        check_model(model_id, options)  # a wrong option fails at start, naming it
+    secrets += [str(o["api_key"]) for o in config.model_options.values() if o.get("api_key")]
+    pool = ModelPool(config.allow_models, also=flow_models, options=config.model_options)
     served = ServedFlows(by_name)
     serving = Serving(
         config=config,

@@ -65,10 +65,17 @@ class ModelPool:
     """
 
     def __init__(
-        self, allow: Sequence[str], *, also: Sequence[str] = (), cache: GenerationCache | None = None
+        self,
+        allow: Sequence[str],
+        *,
+        also: Sequence[str] = (),
+        options: Mapping[str, dict[str, Any]] | None = None,
+        cache: GenerationCache | None = None,
     ) -> None:
         self.allow = tuple(allow)
-        self.also = frozenset(also)
+        self.options = dict(options or {})
+        """Backend options per model string (``api_base``, ``n_ctx``, ``batch_invariant``, ...)."""
+        self.also = frozenset(also) | frozenset(self.options)
         self.cache = cache
         self._models: dict[str, Model] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -87,7 +94,7 @@ class ModelPool:
             )
         if model_id not in self._checked:
             try:
-                self._checked[model_id] = check_model(model_id)
+                self._checked[model_id] = check_model(model_id, self.options.get(model_id))
             except UnknownNameError as e:
                 raise UnknownNameError(str(e), where="model") from None
             except ConfigError as e:
@@ -105,8 +112,11 @@ class ModelPool:
         lock = self._locks.setdefault(model_id, asyncio.Lock())
         async with lock:
             if model_id not in self._models:
-                prepare_model(model_id)
-                self._models[model_id] = await asyncio.to_thread(get_model, model_id, cache=self.cache)
+                options = self.options.get(model_id, {})
+                prepare_model(model_id, options)
+                self._models[model_id] = await asyncio.to_thread(
+                    get_model, model_id, cache=self.cache, **options
+                )
         return self._models[model_id]
 
     @property
