@@ -38,6 +38,9 @@ def serve(
         "--store",
         help="Store URL for the generation cache of strategy targets, e.g. redis://host:6379/0.",
     ),
+    cache_namespace: str = typer.Option(
+        "serve", "--cache-namespace", help="Namespace of the cache in --store."
+    ),
     max_running: int = typer.Option(8, "--max-running", help="Requests running at once."),
     max_queued: int = typer.Option(64, "--max-queued", help="Requests waiting for a slot before 429."),
     timeout_s: float = typer.Option(600.0, "--timeout", help="Time limit of one request, in seconds."),
@@ -71,6 +74,7 @@ def serve(
             api_key=api_key or None,
             allow_models=list(allow_model or DEFAULT_ALLOWED),
             store=store,
+            cache_namespace=cache_namespace,
             max_running=max_running,
             max_queued=max_queued,
             timeout_s=timeout_s,

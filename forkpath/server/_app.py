@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -69,7 +69,15 @@ class ServerConfig(BaseModel):
     """Store URL (``redis://...``, a SQLite path) for the generation cache and search trees of
     strategy and model targets; None: no cache. Flows use their own ``store:`` block."""
     cache_namespace: str = "serve"
-    """Namespace of the generation cache in the store."""
+    """Namespace of the generation cache in the store (servers that share one serve as one)."""
+
+    @field_validator("cache_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        from forkpath.store import check_namespace
+
+        return check_namespace(value)
+
     max_running: int = Field(default=8, ge=1)
     """Requests running at once."""
     max_queued: int = Field(default=64, ge=0)

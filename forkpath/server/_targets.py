@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from forkpath import BudgetLimits, Task
 from forkpath._errors import CapabilityError, ConfigError, UnknownNameError
@@ -193,6 +193,7 @@ class Planner:
         self.pool = pool
         self.default_max_tokens = max_tokens
         self.timeout_s = timeout_s
+        self._params_models: dict[str, type[BaseModel]] = {}
 
     # -- bodies --------------------------------------------------------------------------------
     def chat(self, data: Any) -> Job:
@@ -398,7 +399,8 @@ class Planner:
                 "prefix (openai/..., ollama/...)",
                 where="model",
             ) from None
-        accepted = strategies.params_model(name).model_fields
+        params_model = self._params_model(name)
+        accepted = params_model.model_fields
         params = dict(options.params)
         mapped = {
             "temperature": body.temperature,
@@ -423,11 +425,12 @@ class Planner:
         if "seed" in accepted and "seed" not in params:
             params["seed"] = secrets.randbelow(2**31)  # without a seed every request samples afresh
         try:
-            strategies.params_model(name).model_validate(params)
+            validated = params_model.model_validate(params)
         except ValidationError as e:
             raise validation_problem(e, prefix="forkpath.params") from None
         try:
-            strategy = strategies.create(name, **params)
+            # The registered factory records its name and these arguments, as create() would.
+            strategy = strategies.get(name)(**{k: getattr(validated, k) for k in params})
         except ConfigError as e:
             raise ConfigError(str(e), where="forkpath.params") from None
         job.strategy = strategy
@@ -448,6 +451,13 @@ class Planner:
                 where="forkpath.verifier",
             )
         job.budget = options.budget
+
+    def _params_model(self, name: str) -> type[BaseModel]:
+        """The pydantic model of a strategy's parameters, built once per name (building one
+        costs milliseconds: too much to repeat on every request)."""
+        if name not in self._params_models:
+            self._params_models[name] = strategies.params_model(name)
+        return self._params_models[name]
 
     @staticmethod
     def _roles(strategy: Strategy, given: dict[str, str]) -> dict[str, str]:
