@@ -23,7 +23,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -447,7 +447,7 @@ class Planner:
         elif strategy.needs_verifier:
             raise ConfigError(
                 f'strategy {name} needs a verifier: give forkpath.verifier (e.g. "python_tests" with '
-                "forkpath.task tests, or a judge), or a parameter that ranks without one",
+                f"forkpath.task tests, or a judge){_without_verifier(params_model, validated)}",
                 where="forkpath.verifier",
             )
         job.budget = options.budget
@@ -487,6 +487,17 @@ def _parse(kind: type[ChatRequest] | type[CompletionRequest], data: Any) -> Any:
         return kind.model_validate(data)
     except ValidationError as e:
         raise validation_problem(e) from None
+
+
+def _without_verifier(params_model: type[BaseModel], validated: BaseModel) -> str:
+    """How to run the strategy without a verifier: the parameter set to ``verifier`` and its
+    other choices (``", or set forkpath.params.rerank to 'mean_logprob'"``), when there is one."""
+    for name, info in params_model.model_fields.items():
+        if getattr(validated, name) == "verifier":
+            others = [repr(c) for c in get_args(info.annotation) if isinstance(c, str) and c != "verifier"]
+            if others:
+                return f", or set forkpath.params.{name} to {' or '.join(others)}"
+    return ""
 
 
 def _make_verifier(spec: str | dict[str, Any]) -> Any:

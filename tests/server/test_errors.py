@@ -81,7 +81,11 @@ def test_unknown_models_are_404_naming_them(server: Any, model: str, says: str) 
         ({"forkpath": {"params": {"rerank": "mean_logprob"}}, "n": 2}, "n", "one chosen answer"),
         ({"forkpath": {"params": {"rerank": "mean_logprob"}}, "logprobs": True}, "logprobs", "chosen answer"),
         ({"forkpath": {"params": {"rerank": "mean_logprob"}}, "stop": ["x"]}, "stop", "cannot honour stop"),
-        ({}, "forkpath.verifier", "needs a verifier"),
+        (
+            {},
+            "forkpath.verifier",
+            "needs a verifier: give forkpath.verifier (e.g. \"python_tests\" with forkpath.task tests, or a judge), or set forkpath.params.rerank to 'mean_logprob'",
+        ),
         (
             {"forkpath": {"params": {"rerank": "mean_logprob", "temperature": 0.1}}, "temperature": 0.5},
             "temperature",
