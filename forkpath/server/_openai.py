@@ -31,7 +31,7 @@ from forkpath._errors import ConfigError, UnknownNameError
 from forkpath.models import TokenInfo, Usage
 from forkpath.server._errors import Problem, problem_for
 from forkpath.server._limits import Busy, Ticket
-from forkpath.server._run import Outcome, Progress, TextDelta, execute, prepare
+from forkpath.server._run import Outcome, Progress, TextDelta, execute, jsonable, prepare
 from forkpath.server._targets import Job, parse_target
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ async def _serve(request: Request, endpoint: str) -> Response:
         serving.metrics.record_usage(outcome.usage)
         serving.metrics.latency.labels(endpoint, kind).observe(time.perf_counter() - started)
         serving.metrics.requests.labels(endpoint, kind, "200").inc()
-        return JSONResponse(_render(job, outcome))
+        return JSONResponse(jsonable(_render(job, outcome)))
     except Busy as e:
         serving.metrics.rejected.inc()
         serving.metrics.requests.labels(endpoint, kind, "429").inc()
@@ -367,7 +367,12 @@ _DONE = object()
 
 
 def _data(payload: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+    return ServerSentEvent(_json(payload))
+
+
+def _json(payload: Any) -> str:
+    """Strict JSON (numpy numbers converted, NaN and infinities as null)."""
+    return json.dumps(jsonable(payload), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class _StreamResponse(Response):
@@ -441,11 +446,11 @@ class _StreamResponse(Response):
                         )
                     yield _data(chunks.text(item))
                 elif isinstance(item, Progress):
-                    event = item.event.model_dump(mode="json")
+                    event = item.event.model_dump()
                     if job.options.progress == "chunks":
                         yield _data(chunks.progress(event))
                     else:
-                        yield ServerSentEvent(comment="forkpath " + json.dumps(event, separators=(",", ":")))
+                        yield ServerSentEvent(comment="forkpath " + _json(event))
             try:
                 outcome = task.result()
             except Exception as e:

@@ -129,7 +129,7 @@ async def execute(prepared: Prepared, emit: Emit | None = None) -> Outcome:
         "cost": total.cost,
     }
     if job.options.trace:
-        extension["trace"] = [e.model_dump(mode="json") for e in tracer.events]
+        extension["trace"] = [e.model_dump() for e in tracer.events]
     return Outcome(choices, usage, jsonable(extension), tracer.events)
 
 
@@ -226,4 +226,4 @@ def jsonable(value: Any) -> Any:
             return [clean(x) for x in v]
         return v
 
-    return clean(to_jsonable_python(value, fallback=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    return clean(to_jsonable_python(value, fallback=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))

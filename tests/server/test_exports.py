@@ -47,3 +47,21 @@ def test_parse_target_is_unambiguous_with_model_names() -> None:
         "cascade",
         {"small": "a/b,c", "large": "d/e"},
     )
+
+
+def test_responses_are_strict_json() -> None:
+    import math
+
+    import numpy as np
+
+    from forkpath.server._run import jsonable
+
+    value = {
+        "a": np.float32(1.5),
+        "b": np.int64(3),
+        "c": np.arange(3),
+        "d": -math.inf,
+        "e": [math.nan],
+        2: "x",
+    }
+    assert jsonable(value) == {"a": 1.5, "b": 3, "c": [0, 1, 2], "d": None, "e": [None], "2": "x"}
