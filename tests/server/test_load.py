@@ -83,12 +83,12 @@ async def test_load_on_the_fake_model(capsys: pytest.CaptureFixture[str]) -> Non
 async def test_load_on_smollm2(capsys: pytest.CaptureFixture[str]) -> None:
     context, _ = serve()
     with context as url:
-        answers, latencies = await _load(url, "local/smollm2-135m", lambda i: f"Repeat the number {i}.", 2)
+        answers, latencies = await _load(url, "local/smollm2-135m", lambda i: f"Repeat the number {i}.", 1)
         assert _requests_answered(url) == REQUESTS
     assert all(len(replies) == 1 for replies in answers.values())
     assert len({reply["id"] for (reply,) in answers.values()}) == REQUESTS
     for (reply,) in answers.values():
-        assert reply["choices"][0]["message"]["content"] and reply["usage"]["completion_tokens"] <= 2
+        assert reply["choices"][0]["message"]["content"] and reply["usage"]["completion_tokens"] <= 1
     # Different prompts, different prompt lengths: each answer was computed for its own request.
     assert len({reply["usage"]["prompt_tokens"] for (reply,) in answers.values()}) > 1
     _report(capsys, "local/smollm2-135m", latencies)
