@@ -63,7 +63,7 @@ def serve(
 
     from forkpath._errors import ConfigError
     from forkpath.flows import Flow
-    from forkpath.server import DEFAULT_ALLOWED, ServerConfig, create_app
+    from forkpath.server import DEFAULT_ALLOWED, ServerConfig, create_app, load_flow_models
 
     flows = [Flow.from_yaml(path) for path in flow_paths or []]
     options = _json_option(model_options, "--model-options") if model_options else {}
@@ -93,6 +93,7 @@ def serve(
             highlight=False,
         )
     app_ = create_app(flows, config)
+    load_flow_models(flows)  # a missing model fails here, in one line, before the server starts
     names = ", ".join(f.spec.name for f in flows) or "none"
     err_console.print(
         f"flows: {names}; strategy targets: STRATEGY:MODEL over {', '.join(config.allow_models)}",

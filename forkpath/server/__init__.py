@@ -12,7 +12,15 @@ Example:
     >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)
 """
 
-from forkpath.server._app import ROUTE_MODULES, ServerConfig, Serving, create_app
+from forkpath.server._app import ROUTE_MODULES, ServerConfig, Serving, create_app, load_flow_models
 from forkpath.server._targets import DEFAULT_ALLOWED, parse_target
 
-__all__ = ["DEFAULT_ALLOWED", "ROUTE_MODULES", "ServerConfig", "Serving", "create_app", "parse_target"]
+__all__ = [
+    "DEFAULT_ALLOWED",
+    "ROUTE_MODULES",
+    "ServerConfig",
+    "Serving",
+    "create_app",
+    "load_flow_models",
+    "parse_target",
+]

@@ -38,7 +38,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from forkpath.flows import Flow
-from forkpath.models import check_model, get_model
+from forkpath.models import check_model, get_model, prepare_model
 from forkpath.server._errors import Redactor
 from forkpath.server._limits import Admission
 from forkpath.server._metrics import Metrics
@@ -198,14 +198,20 @@ async def _start(serving: Serving) -> None:
         if flow.spec.store is not None:
             stores[name] = flow.open_store()
     serving.flows.stores = stores
-    # Load the flows' models once now: local engines are shared by every run after, and the
-    # first request does not stall the event loop loading one.
-    for flow in serving.flows.flows.values():
-        for spec in flow.spec.models.values():
-            await asyncio.to_thread(get_model, spec.model, **spec.options)
+    await asyncio.to_thread(load_flow_models, list(serving.flows.flows.values()))
     for model_id in config.preload:
         serving.pool.check(model_id, what="model")
         await serving.pool.get(model_id)
+
+
+def load_flow_models(flows: Sequence[Flow]) -> None:
+    """Load every model the flows name, once: local engines are then shared by every run, the
+    first request does not wait for one, and a missing model fails at start, naming it."""
+    specs = [spec for flow in flows for spec in flow.spec.models.values()]
+    for spec in specs:  # process-wide settings before any model computes
+        prepare_model(spec.model, spec.options)
+    for spec in specs:
+        get_model(spec.model, **spec.options)
 
 
 async def _stop(serving: Serving) -> None:

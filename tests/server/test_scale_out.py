@@ -92,12 +92,17 @@ def test_two_servers_on_one_redis_share_the_generation_cache(redis_url: str, tmp
 def test_the_cli_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nmodels: {default: fake/x}\nnodes: {a: {strategy: best_of_nn}}\n")
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(
+        f"name: m\nmodels: {{default: llamacpp/{tmp_path}/no.gguf}}\nnodes: {{a: {{strategy: cothink}}}}\n"
+    )
     for args, says in [
         (["--port", "99999"], "port"),
         (["--model-options", "{nope"], "--model-options is not JSON"),
         (["--model-options", '{"fake/x": {"colour": 1}}'], "options.colour"),
         (["--cache-namespace", "a b"], "invalid store namespace"),
         ([str(bad)], "best_of_nn"),
+        ([str(missing)], "GGUF file not found"),
     ]:
         out = subprocess.run(
             [sys.executable, "-m", "forkpath._cli", "serve", *args],
