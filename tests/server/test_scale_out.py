@@ -94,7 +94,7 @@ def test_the_cli_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
     bad.write_text("name: x\nmodels: {default: fake/x}\nnodes: {a: {strategy: best_of_nn}}\n")
     missing = tmp_path / "missing.yaml"
     missing.write_text(
-        f"name: m\nmodels: {{default: llamacpp/{tmp_path}/no.gguf}}\nnodes: {{a: {{strategy: cothink}}}}\n"
+        f"name: m\nmodels: {{default: llamacpp/{tmp_path}/no.gguf}}\nnodes: {{a: {{strategy: best_of_n, params: {{rerank: mean_logprob}}}}}}\n"
     )
     for args, says in [
         (["--port", "99999"], "port"),
