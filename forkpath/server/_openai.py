@@ -27,7 +27,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from forkpath import cancel_all
-from forkpath._errors import ConfigError, UnknownNameError
+from forkpath._errors import ConfigError, UnknownNameError, VerifierError
 from forkpath.models import TokenInfo, Usage
 from forkpath.server._errors import Problem, problem_for
 from forkpath.server._limits import Busy, Ticket
@@ -152,6 +152,7 @@ async def _serve(request: Request, endpoint: str) -> Response:
     serving = _serving(request)
     started = time.perf_counter()
     kind = "unknown"
+    job: Job | None = None
     ticket: Ticket | None = None
     handed_over = False
     try:
@@ -181,12 +182,27 @@ async def _serve(request: Request, endpoint: str) -> Response:
         serving.metrics.requests.labels(endpoint, kind, "499").inc()
         return Response(status_code=499)
     except Exception as e:
-        problem = problem_for(e)
+        problem = _problem(e, job)
         serving.metrics.requests.labels(endpoint, kind, str(problem.status)).inc()
         return error_response(serving, problem)
     finally:
         if ticket is not None and not handed_over:
             ticket.release()
+
+
+def _problem(error: Exception, job: Job | None) -> Problem:
+    """:func:`problem_for`, knowing the request: a verifier that cannot run on a task that
+    carries no tests and no answer was not given what it checks against (the request's fault)."""
+    task = job.task if job is not None else None
+    given = task is not None and (task.test or task.asserts or task.io_cases or task.answer)
+    if isinstance(error, VerifierError) and task is not None and not given:
+        return Problem(
+            400,
+            f"the verifier could not run: {error}; give the task's tests or reference answer in forkpath.task",
+            code="verifier_needs_task",
+            param="forkpath.task",
+        )
+    return problem_for(error)
 
 
 async def _until_disconnect(request: Request, work: Any, timeout_s: float | None) -> Any:
@@ -454,7 +470,7 @@ class _StreamResponse(Response):
             try:
                 outcome = task.result()
             except Exception as e:
-                problem = problem_for(e)
+                problem = _problem(e, job)
                 self.status = str(problem.status)
                 yield _data(problem.body(serving.redact))
                 return

@@ -4,6 +4,7 @@ sandbox, a budget, a multi-turn conversation, a flow with its own store."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -34,7 +35,16 @@ nodes:
   answer: {{strategy: best_of_n, params: {{n: 2, rerank: mean_logprob}}}}
 """,
     )
-    context, state = serve([flow], model_options=OPTIONS)
+    script = json.dumps({"add": [CODE]})
+    tested = write_flow(
+        folder,
+        "tested",
+        "name: tested\n"
+        f"models: {{default: {{model: fake/flowcoder, options: {{script: {script}}}}}}}\n"
+        "verifier: python_tests\n"
+        "nodes: {answer: {strategy: best_of_n, params: {n: 2}}}\n",
+    )
+    context, state = serve([flow, tested], model_options=OPTIONS)
     with context as url:
         yield url, state
 
@@ -157,3 +167,13 @@ def test_the_cli_help() -> None:
 
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0 and "--api-key" in result.output and "FORKPATH_API_KEY" in result.output
+
+
+def test_a_flow_that_verifies_needs_the_tasks_tests(server: Any) -> None:
+    url, _ = server
+    ask = {"model": "tested", "messages": [{"role": "user", "content": "Write add(a, b)."}]}
+    error = httpx.post(url + "/v1/chat/completions", json=ask).json()["error"]
+    assert error["param"] == "forkpath.task" and "no tests to run" in error["message"]
+    task = {"kind": "code", "entry_point": "add", "asserts": ["assert add(2, 3) == 5"]}
+    reply = httpx.post(url + "/v1/chat/completions", json={**ask, "forkpath": {"task": task}}).json()
+    assert reply["choices"][0]["message"]["content"] == CODE and reply["forkpath"]["passed"] is True
