@@ -21,8 +21,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-os.environ.setdefault("OPENAI_API_KEY", "unused")  # the openai package wants one; the server ignores it
-
 
 @contextmanager
 def running(app: Any) -> Iterator[str]:
