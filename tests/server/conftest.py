@@ -21,7 +21,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-
 @contextmanager
 def running(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1; yields the base URL (``http://127.0.0.1:PORT``)."""

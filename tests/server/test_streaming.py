@@ -139,3 +139,29 @@ async def test_litellm_stream_matches_generate_and_accounts_usage(llama_server: 
         assert result.usage.prompt_tokens > 0
         if request.top_logprobs:
             assert len(result.tokens) == request.max_tokens and all(len(t.top) == 2 for t in result.tokens)
+
+
+def test_a_local_model_streams_the_solving_stage_before_its_call_ends(server: Any) -> None:
+    from forkpath.models import Model
+    from forkpath.models._llamacpp import LlamaCppModel
+
+    if LlamaCppModel._stream is Model._stream:
+        pytest.skip("local models stream in one piece until the batched engine (issue 21) implements _stream")
+    chunks = list(
+        _client(server).chat.completions.create(
+            model="cothink:local/smollm2-135m",
+            messages=[{"role": "user", "content": "What is 2 + 3?"}],  # type: ignore[list-item]
+            stream=True,
+            extra_body={
+                "forkpath": {
+                    "params": {"outline_tokens": 24, "max_tokens": 16, "outline_retries": 0},
+                    "progress": "chunks",
+                }
+            },
+        )
+    )
+    order = _order(chunks)
+    calls = [i for i, (kind, e) in enumerate(order) if kind == "event" and e["type"] == "model_call"]
+    texts = [i for i, (kind, _) in enumerate(order) if kind == "text"]
+    assert len(calls) == 2 and len(texts) > 3
+    assert calls[0] < texts[0] and texts[-1] < calls[1]
