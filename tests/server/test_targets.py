@@ -177,3 +177,23 @@ def test_a_flow_that_verifies_needs_the_tasks_tests(server: Any) -> None:
     task = {"kind": "code", "entry_point": "add", "asserts": ["assert add(2, 3) == 5"]}
     reply = httpx.post(url + "/v1/chat/completions", json={**ask, "forkpath": {"task": task}}).json()
     assert reply["choices"][0]["message"]["content"] == CODE and reply["forkpath"]["passed"] is True
+
+
+def test_no_cors_unless_asked(server: Any) -> None:
+    url, _ = server
+    origin = {"Origin": "https://app.example"}
+    assert "access-control-allow-origin" not in httpx.get(url + "/v1/models", headers=origin).headers
+    context, _ = serve(cors_origins=["https://app.example"], api_key="k" * 16)
+    with context as cors_url:
+        preflight = httpx.options(
+            cors_url + "/v1/chat/completions",
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 200  # answered before the key check: browsers send none here
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        other = httpx.get(cors_url + "/health", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
