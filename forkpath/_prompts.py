@@ -60,7 +60,17 @@ PromptTemplate = Annotated[str, AfterValidator(check_prompt_template)]
 
 
 def task_messages(task: Task, template: str | None = None) -> tuple[Message, ...]:
-    """Chat messages asking for ``task``; ``template`` may use ``{prompt}`` and the task's fields."""
+    """Chat messages asking for ``task``; ``template`` may use ``{prompt}`` and the task's fields.
+
+    A task that carries a whole conversation (``metadata["messages"]``, a list of ``{role,
+    content}``: what ``forkpath serve`` receives) is asked as that conversation.
+    """
+    conversation = task.metadata.get("messages") if template is None else None
+    if conversation:
+        messages = [Message.model_validate(m) for m in conversation]
+        if messages[-1].role == "user":  # the task's prompt is its last question (a flow may rewrite it)
+            messages[-1] = Message(role="user", content=task.prompt)
+        return tuple(messages)
     fields = task.model_dump()
     if template is not None:
         return (Message(role="user", content=template.format(**fields)),)

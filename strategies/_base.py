@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forkpath._answer import strategy_scope
 from forkpath._budget import Budget
 from forkpath._errors import ConfigError
 from forkpath._registry import Registered, Registry
@@ -144,7 +145,7 @@ class Strategy:
     async def __call__(self, task: Task, context: Context) -> StrategyResult:
         self.check(context)
         params = self.registered.params if self.registered else {}
-        with span(self.name), context.budget.open(), usage_meter() as meter:
+        with span(self.name), strategy_scope(), context.budget.open(), usage_meter() as meter:
             emit(StrategyEvent(name=self.name, phase="start", params=params))
             result = await self._run(task, context)
             emit(StrategyEvent(name=self.name, phase="end", stopped=result.stopped, info=result.info))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from forkpath._answer import generate_answer
 from forkpath._errors import ConfigError
 from forkpath._params import Tokens
 from forkpath._prompts import PromptTemplate, answer_request
@@ -95,10 +96,11 @@ def cascade(
             if context.budget.exhausted():
                 stopped = "budget"
             else:
-                second = await llm.generate(
+                second = await generate_answer(
+                    llm,
                     answer_request(
                         task, max_tokens=max_tokens, prompt=prompt, logprobs=llm.capabilities.logprobs
-                    )
+                    ),
                 )
                 candidates.append(
                     Candidate(text=second.text, model=second.model, mean_logprob=second.mean_logprob)

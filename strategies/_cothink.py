@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from forkpath._answer import generate_answer
 from forkpath._params import CountOrZero, Temperature, Tokens
 from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._types import Task
@@ -107,8 +108,9 @@ def cothink(
             role="user", content=messages[-1].content + SOLVE_SUFFIX.format(outline=outline)
         )
         if outline and not budget_reached(context):
-            solved = await solver.generate(
-                GenerateRequest(messages=tuple(messages), max_tokens=max_tokens, temperature=temperature)
+            solved = await generate_answer(
+                solver,
+                GenerateRequest(messages=tuple(messages), max_tokens=max_tokens, temperature=temperature),
             )
             candidates.append(Candidate(text=solved.text, model=solved.model))
             info.update(

@@ -28,6 +28,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
+from forkpath._answer import AnswerWriter
 from forkpath._errors import ConfigError
 from forkpath._params import Int, Seed, Temperature, Tokens, TopP
 from forkpath._prompts import PromptTemplate, task_messages
@@ -134,6 +135,7 @@ def speculative_decoding(
         sampling = Sampling(temperature=temperature, top_p=top_p)
         prefix = d_tok.chat_prefix(task_messages(task, prompt))
         out: list[int] = []
+        writer = AnswerWriter(d_tok.detokenize)  # accepted tokens are final: stream them
         gamma = draft_tokens
         drafted = accepted = iterations = draft_seen = target_seen = 0
         lengths: dict[int, int] = {}
@@ -187,6 +189,7 @@ def speculative_decoding(
                 out.append(token)
                 if len(out) >= max_tokens:
                     break
+            writer.update(out)
             if adaptive:
                 gamma = min(gamma + 2, max_draft_tokens) if n == len(draft) else max(gamma - 1, 1)
         text = d_tok.detokenize(out)

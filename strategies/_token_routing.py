@@ -19,6 +19,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
+from forkpath._answer import AnswerWriter
 from forkpath._errors import ConfigError
 from forkpath._params import MAX_TOKENS, Count, Int, Seed, Temperature, Tokens, TopP
 from forkpath._prompts import PromptTemplate, task_messages
@@ -131,6 +132,7 @@ def token_routing(
         rng = np.random.default_rng(seed)
         seq = s_tok.chat_prefix(task_messages(task, prompt))
         start = len(seq)
+        writer = AnswerWriter(s_tok.detokenize)  # each token is final once chosen: stream it
         small_seen = large_seen = 0
         recent = UncertaintyWindow(window)
         from_large: list[bool] = []
@@ -187,6 +189,7 @@ def token_routing(
                 finish = "stop"
                 break
             seq.append(token)
+            writer.update(seq[start:])
             from_large.append(use_large)
             logprobs.append(chosen_lp)
         text = s_tok.detokenize(seq[start:])

@@ -76,6 +76,10 @@ class FakeModel(Model):
         self.fail_on = fail_on or {}
         """Prompt substring -> error message: such a call raises :class:`BadRequestError`."""
         self.calls = 0
+        self.decoding = 0
+        """Streams being decoded now (a stream whose consumer stops is no longer decoded)."""
+        self.streamed_tokens = 0
+        """Tokens produced by streams so far."""
 
     # -- token level ---------------------------------------------------------------------------
     @property
@@ -143,9 +147,14 @@ class FakeModel(Model):
     async def _stream(self, request: GenerateRequest) -> AsyncGenerator[GenerateChunk, None]:
         """One chunk per character, ``token_latency_s`` apart, then the result."""
         result = await self._generate(request)
-        for token in result.tokens:
-            await asyncio.sleep(self.token_latency_s)
-            yield GenerateChunk(text=token.token, tokens=[token])
+        self.decoding += 1
+        try:
+            for token in result.tokens:
+                await asyncio.sleep(self.token_latency_s)
+                self.streamed_tokens += 1
+                yield GenerateChunk(text=token.token, tokens=[token])
+        finally:
+            self.decoding -= 1
         yield GenerateChunk(result=result)
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:

@@ -19,6 +19,7 @@ in-process.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from forkpath._errors import (
@@ -36,6 +37,7 @@ from forkpath._errors import (
 from forkpath.models._base import Model
 from forkpath.models._types import (
     FinishReason,
+    GenerateChunk,
     GenerateRequest,
     GenerateResult,
     ModelCapabilities,
@@ -184,6 +186,86 @@ class LiteLLMModel(Model):
             raise
         except Exception as e:
             raise translate_error(e, self.id) from e
+
+    async def _stream(self, request: GenerateRequest) -> AsyncGenerator[GenerateChunk, None]:
+        """Stream with ``stream=True``: one chunk per delta the provider sends, then the result
+        (usage from the provider's last chunk, ``stream_options.include_usage``; litellm counts
+        the tokens itself when a server sends none)."""
+        litellm = _litellm()
+        params = {**self._common_params(request), "stream": True, "stream_options": {"include_usage": True}}
+        chat = not request.is_continuation
+        if chat:
+            assert request.messages is not None
+            params["messages"] = [m.model_dump() for m in request.messages]
+            if request.wants_logprobs:
+                params["logprobs"] = True
+                if request.top_logprobs:
+                    params["top_logprobs"] = request.top_logprobs
+        else:
+            params["prompt"] = self._continuation_prompt(request)
+            if request.wants_logprobs:
+                params["logprobs"] = max(request.top_logprobs, 1)
+        texts: list[str] = []
+        tokens: list[TokenInfo] = []
+        finish: FinishReason = "unknown"
+        usage = Usage(calls=1)
+        try:
+            response = await (litellm.acompletion(**params) if chat else litellm.atext_completion(**params))
+            async for part in response:
+                if getattr(part, "usage", None):
+                    usage = self._stream_usage(part.usage)
+                for choice in getattr(part, "choices", None) or []:
+                    text, new_tokens = self._delta(choice, request, chat)
+                    if getattr(choice, "finish_reason", None):
+                        finish = _finish(choice.finish_reason)
+                    if text or new_tokens:
+                        texts.append(text)
+                        tokens.extend(new_tokens)
+                        yield GenerateChunk(text=text, tokens=new_tokens)
+        except ModelError:
+            raise
+        except Exception as e:
+            raise translate_error(e, self.id) from e
+        result = GenerateResult(
+            model=self.id, text="".join(texts), tokens=tokens, finish_reason=finish, usage=usage
+        )
+        yield GenerateChunk(result=result)
+
+    def _delta(self, choice: Any, request: GenerateRequest, chat: bool) -> tuple[str, list[TokenInfo]]:
+        """The text and tokens of one streamed choice."""
+        if not chat:
+            text = choice.get("text") if isinstance(choice, dict) else getattr(choice, "text", None)
+            return text or "", []
+        text = getattr(getattr(choice, "delta", None), "content", None) or ""
+        content = (
+            getattr(getattr(choice, "logprobs", None), "content", None) if request.wants_logprobs else None
+        )
+        tokens = []
+        for item in content or []:
+            item = item if isinstance(item, dict) else item.model_dump()
+            tokens.append(
+                TokenInfo(
+                    token=item["token"],
+                    logprob=item.get("logprob"),
+                    top=[
+                        TopLogprob(token=t["token"], logprob=t["logprob"])
+                        for t in (item.get("top_logprobs") or [])
+                    ],
+                )
+            )
+        return text, tokens
+
+    def _stream_usage(self, usage: Any) -> Usage:
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        try:
+            prompt_cost, completion_cost = _litellm().cost_per_token(
+                model=self.id, prompt_tokens=prompt, completion_tokens=completion
+            )
+            cost = float(prompt_cost + completion_cost)
+        except Exception:
+            cost = 0.0  # a model without a known price
+        return Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion, cost=cost)
 
     @staticmethod
     def _continuation_prompt(request: GenerateRequest) -> str:
