@@ -7,7 +7,7 @@ from typing import Literal
 
 from forkpath import cancel_all
 from forkpath._prompts import task_messages
-from forkpath._trace import VerdictEvent, emit
+from forkpath._trace import TokensEvent, TracedToken, VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
@@ -23,6 +23,7 @@ def best_of_n(
     early_stop: bool = True,
     seed: int = 0,
     prompt: str | None = None,
+    top_logprobs: int = 0,
 ) -> Strategy:
     """Sample ``n`` candidates from ``model`` and choose the best.
 
@@ -36,8 +37,10 @@ def best_of_n(
         early_stop: with a verifier, stop at the first candidate that passes all tests.
         seed: base sampling seed.
         prompt: a template for the user message (``{prompt}`` and other task fields).
+        top_logprobs: alternatives to record for each token of the chosen answer (its tokens,
+            with logprob and entropy where the model gives them, go to the trace either way).
     """
-    needs = ModelCapabilities(logprobs=rerank == "mean_logprob")
+    needs = ModelCapabilities(logprobs=rerank == "mean_logprob", top_logprobs=top_logprobs)
 
     async def run(task: Task, context: Context) -> StrategyResult:
         sampler = context.model(model)
@@ -47,8 +50,10 @@ def best_of_n(
             temperature=temperature,
             seed=seed,
             logprobs=sampler.capabilities.logprobs,
+            top_logprobs=top_logprobs,
         )
         candidates: list[Candidate] = []
+        results: list[GenerateResult] = []
         stopped: Stopped = "done"
         calls_left = context.budget.calls_left()
         planned = n if calls_left is None else min(n, calls_left)
@@ -64,6 +69,7 @@ def best_of_n(
                     candidate = await _score(
                         future.result(), task, context, rerank == "verifier", len(candidates)
                     )
+                    results.append(future.result())
                     candidates.append(candidate)
                     if early_stop and candidate.passed:
                         stopped = "early_stop"
@@ -78,6 +84,8 @@ def best_of_n(
         if stopped == "done" and planned < n:
             stopped = "budget"
         chosen = _choose(candidates)
+        if chosen is not None and results[chosen].tokens:
+            emit(_tokens_event(results[chosen], chosen))
         return StrategyResult(
             answer=candidates[chosen].text if chosen is not None else None,
             chosen=chosen,
@@ -90,7 +98,12 @@ def best_of_n(
 
 
 async def _score(result: GenerateResult, task: Task, context: Context, verify: bool, index: int) -> Candidate:
-    candidate = Candidate(text=result.text, model=result.model, mean_logprob=result.mean_logprob)
+    candidate = Candidate(
+        text=result.text,
+        model=result.model,
+        mean_logprob=result.mean_logprob,
+        tokens=result.usage.completion_tokens,
+    )
     if not verify:
         candidate.score = result.mean_logprob
         return candidate
@@ -106,6 +119,22 @@ async def _score(result: GenerateResult, task: Task, context: Context, verify: b
         )
     )
     return candidate
+
+
+def _tokens_event(result: GenerateResult, index: int) -> TokensEvent:
+    return TokensEvent(
+        candidate_index=index,
+        models=[result.model],
+        tokens=[
+            TracedToken(
+                text=t.token,
+                logprob=t.logprob,
+                entropy=t.entropy,
+                top=[(alt.token, alt.logprob) for alt in t.top],
+            )
+            for t in result.tokens
+        ],
+    )
 
 
 def _choose(candidates: list[Candidate]) -> int | None:
