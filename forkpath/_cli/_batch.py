@@ -75,6 +75,7 @@ def batch(
         budget=flow.spec.budget,
         backend="ray" if backend == "ray" else "local",
         ray_address=address,
+        dataset=spec.path or spec.name,
     )
     store = None
     if flow.spec.store is not None:

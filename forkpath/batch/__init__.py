@@ -9,7 +9,7 @@ Example:
 """
 
 from forkpath.batch._metrics import RunMetrics, pass_at_k, summarize
-from forkpath.batch._records import ResultsFile, TaskRecord, read_records
+from forkpath.batch._records import ResultsFile, RunManifest, TaskRecord, read_records
 from forkpath.batch._report import compare_rows, write_report
 from forkpath.batch._runner import BatchConfig, BatchSummary, run_batch
 
@@ -17,6 +17,7 @@ __all__ = [
     "BatchConfig",
     "BatchSummary",
     "ResultsFile",
+    "RunManifest",
     "RunMetrics",
     "TaskRecord",
     "compare_rows",

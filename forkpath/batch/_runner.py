@@ -8,7 +8,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from forkpath import Budget, BudgetLimits
 from forkpath._errors import ConfigError, is_retryable
 from forkpath._types import Task
-from forkpath.batch._records import ResultsFile, TaskRecord, record_from_result
+from forkpath.batch._records import ResultsFile, RunManifest, TaskRecord, record_from_result
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class BatchConfig(BaseModel):
     backend: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     """``ray.init(address=...)``; None starts or joins a local Ray."""
+    dataset: str | None = None
+    """What the tasks came from, for the run's ``run.json`` (``forkpath view`` shows it)."""
 
 
 class BatchSummary(BaseModel):
@@ -154,6 +158,16 @@ async def run_batch(
                 results.append(record)  # finished on another worker or before a crash: bring it home
                 known[task_id] = record
     todo = [t for t in tasks if not (t.id in known and known[t.id].finished)]
+    manifest = RunManifest(
+        run_id=config.run_id,
+        flow=getattr(getattr(flow, "spec", None), "name", None),
+        dataset=config.dataset,
+        tasks=len(tasks),
+        started=time.time(),
+        pid=os.getpid(),
+        host=socket.gethostname(),
+    )
+    manifest.write(config.out_dir)
     budget = Budget(config.budget)
     summary = BatchSummary(
         run_id=config.run_id,
@@ -177,6 +191,7 @@ async def run_batch(
 
         stopped = await run_on_ray(flow, todo, config, finish)
         summary.stopped = stopped
+        manifest.model_copy(update={"finished": time.time(), "stopped": stopped}).write(config.out_dir)
         return summary
 
     queue: asyncio.Queue[Task] = asyncio.Queue()
@@ -193,4 +208,5 @@ async def run_batch(
 
     with budget.open():
         await asyncio.gather(*(worker() for _ in range(min(config.concurrency, max(1, len(todo))))))
+    manifest.model_copy(update={"finished": time.time(), "stopped": summary.stopped}).write(config.out_dir)
     return summary
