@@ -29,6 +29,9 @@ HEAVY = (
     "forkpath.store",
     "forkpath.routers",
     "forkpath.batch",
+    "forkpath.server",
+    "starlette",
+    "uvicorn",
 )
 """Modules (and their submodules) that neither importing the CLI nor printing help may load."""
 
@@ -65,6 +68,7 @@ COMMANDS = [
     ["store", "clear"],
     ["router", "label"],
     ["router", "calibrate"],
+    ["view"],
 ]
 
 

@@ -23,6 +23,7 @@ PACKAGES = {
     "forkpath.models": ROOT / "forkpath" / "models",
     "forkpath.batch": ROOT / "forkpath" / "batch",
     "forkpath._cli": ROOT / "forkpath" / "_cli",
+    "forkpath.server": ROOT / "forkpath" / "server",
 }
 CORE = ROOT / "forkpath"
 
