@@ -392,6 +392,11 @@ class _Viewer:
         for row in rows:
             counts[row["diff"]] = counts.get(row["diff"], 0) + 1
         page, pages = _page_number(request, len(rows), COMPARE_PER_PAGE)
+        rows = rows[(page - 1) * COMPARE_PER_PAGE : page * COMPARE_PER_PAGE]
+        for row in rows:  # the answers of the rows shown, read from their records
+            for side, run in (("a", a), ("b", b)):
+                record = run.records.record(row["task_id"]) if run.records and row[side] else None
+                row[side + "_answer"] = (record.answer or record.error or "") if record else ""
         shared = len(left.keys() & right.keys())
         return self.page(
             request,
@@ -399,7 +404,7 @@ class _Viewer:
             title=f"{a.key} vs {b.key}",
             a=a,
             b=b,
-            rows=rows[(page - 1) * COMPARE_PER_PAGE : page * COMPARE_PER_PAGE],
+            rows=rows,
             counts=counts,
             shared=shared,
             page_no=page,
