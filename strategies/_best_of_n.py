@@ -7,10 +7,11 @@ from typing import Literal
 
 from forkpath import cancel_all
 from forkpath._prompts import task_messages
-from forkpath._trace import TokensEvent, TracedToken, VerdictEvent, emit
+from forkpath._trace import VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
+from forkpath.strategies._helpers import answer_tokens
 
 
 @strategies.register("best_of_n")
@@ -85,7 +86,7 @@ def best_of_n(
             stopped = "budget"
         chosen = _choose(candidates)
         if chosen is not None and results[chosen].tokens:
-            emit(_tokens_event(results[chosen], chosen))
+            emit(answer_tokens(results[chosen], chosen))
         return StrategyResult(
             answer=candidates[chosen].text if chosen is not None else None,
             chosen=chosen,
@@ -119,22 +120,6 @@ async def _score(result: GenerateResult, task: Task, context: Context, verify: b
         )
     )
     return candidate
-
-
-def _tokens_event(result: GenerateResult, index: int) -> TokensEvent:
-    return TokensEvent(
-        candidate_index=index,
-        models=[result.model],
-        tokens=[
-            TracedToken(
-                text=t.token,
-                logprob=t.logprob,
-                entropy=t.entropy,
-                top=[(alt.token, alt.logprob) for alt in t.top],
-            )
-            for t in result.tokens
-        ],
-    )
 
 
 def _choose(candidates: list[Candidate]) -> int | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from forkpath._trace import TracedToken, VerdictEvent, emit
+from forkpath._trace import TokensEvent, TracedToken, VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.strategies._base import Candidate, Context
 
@@ -50,6 +50,24 @@ def traced_token(
         entropy=entropy,
         top=[(detokenize([int(t)]), float(logprobs[t])) for t in top],
         model=model,
+    )
+
+
+def answer_tokens(result: Any, index: int | None) -> TokensEvent:
+    """The tokens of one generated answer (a :class:`GenerateResult`) for the trace: one model
+    wrote them all; alternatives as the request asked for them."""
+    return TokensEvent(
+        candidate_index=index,
+        models=[result.model],
+        tokens=[
+            TracedToken(
+                text=t.token,
+                logprob=t.logprob,
+                entropy=t.entropy,
+                top=[(alt.token, alt.logprob) for alt in t.top],
+            )
+            for t in result.tokens
+        ],
     )
 
 

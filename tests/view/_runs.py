@@ -82,6 +82,19 @@ edges:
   - {from: route, to: end}
 """
 
+SPECULATIVE = """\
+name: speculative-fake
+models:
+  small: {model: fake/small, options: {script: {"Q": ["The answer is 41, I think."]}}}
+  large: {model: fake/large, options: {script: {"Q": ["The answer is 42, I am sure."]}}}
+nodes:
+  solve:
+    strategy: speculative_decoding
+    params: {max_tokens: 40, draft_tokens: 4}
+edges:
+  - {from: solve, to: end}
+"""
+
 SMOLLM2 = """\
 name: smollm2-best-of-2
 models:

@@ -18,7 +18,18 @@ from forkpath import DatasetSpec, Task, load_tasks
 from forkpath.batch import BatchConfig, run_batch, write_report
 from forkpath.flows import Flow
 
-from ._runs import MCTS, ROUTING, SCRIPT_A, SCRIPT_B, SMOLLM2, LiveServer, fake_batch, flow_run, write_dataset
+from ._runs import (
+    MCTS,
+    ROUTING,
+    SCRIPT_A,
+    SCRIPT_B,
+    SMOLLM2,
+    SPECULATIVE,
+    LiveServer,
+    fake_batch,
+    flow_run,
+    write_dataset,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -35,6 +46,7 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     question = Task(id="q-42", prompt="Q: what is 6*7?", kind="math", answer="42")
     flow_run(root, "mcts", MCTS.replace("STORE", str(work / "store.db")), question)
     flow_run(root, "routing", ROUTING, question)
+    flow_run(root, "speculative", SPECULATIVE, question)
     smol = Flow.from_yaml_text(SMOLLM2)
     tasks = load_tasks(DatasetSpec(name="gsm8k", limit=2))
     config = BatchConfig(run_id="smollm2", out_dir=root / "smollm2", dataset="gsm8k")

@@ -45,7 +45,7 @@ def test_runs_page_lists_every_run_with_its_numbers(
 ) -> None:
     assert visit(browser, server.url + "/") == []
     rows = {r.get_attribute("data-run"): r for r in browser.find_elements(By.CSS_SELECTOR, "#runs-body tr")}
-    assert set(rows) == {"fake-a", "fake-b", "smollm2", "mcts", "routing"}
+    assert set(rows) == {"fake-a", "fake-b", "smollm2", "mcts", "routing", "speculative"}
     cells = rows["fake-a"].find_elements(By.TAG_NAME, "td")
     records = read_records(runs_dir / "fake-a")
     passed = sum(1 for r in records if r.passed)
@@ -177,6 +177,18 @@ def test_token_routing_tokens_by_model_with_alternatives_on_hover(
     browser.find_element(By.ID, "by-entropy").click()
     WebDriverWait(browser, 10).until(lambda d: "colour=entropy" in d.current_url)
     assert "entropy (nats)" in browser.find_element(By.ID, "legend").text
+
+
+def test_speculative_decoding_tokens_show_drafted_and_target_tokens(browser: Any, server: LiveServer) -> None:
+    assert visit(browser, server.url + "/runs/speculative/tokens/q-42") == []
+    tokens = browser.find_elements(By.CSS_SELECTOR, "#tokens .tok")
+    assert "".join(t.text for t in tokens) == "The answer is 42, I am sure."
+    legend = browser.find_element(By.ID, "legend").text
+    assert "fake/small: " in legend and "fake/large: " in legend
+    drafted, corrected = (int(part.split(": ")[1].split()[0]) for part in legend.split(" tokens")[:2])
+    assert drafted > 0 and corrected > 0 and drafted + corrected == len(tokens)
+    tip = hover_tip(browser, len(tokens) - 1)
+    assert "fake/large" in tip and "alternatives:" in tip
 
 
 def test_smollm2_run_task_and_tokens(
