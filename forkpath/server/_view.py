@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ TASKS_PER_PAGE = 50
 EVENTS_PER_PAGE = 100
 COMPARE_PER_PAGE = 100
 MAX_CHILDREN = 500
+TREES_KEPT = 4
 OUTCOMES = ("passed", "failed", "unverified", "error", "timeout", "budget")
 PLOTS = ("accuracy_vs_cost.png", "tokens_per_task.png")
 CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'"
@@ -90,6 +92,8 @@ class _Viewer:
         self.runs_dir = runs_dir
         self.catalog = RunCatalog(runs_dir)
         self.env = _environment()
+        self.trees: dict[tuple[Path, int], list[ViewTree]] = {}
+        self.lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------------------
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -320,7 +324,15 @@ class _Viewer:
 
     def _trees(self, run: Run, task_id: str) -> list[ViewTree]:
         trace = self.task_trace(run, task_id)
-        trees = render.read_trees(trace)
+        key = (trace.path, trace.consumed)
+        with self.lock:
+            trees = self.trees.get(key)
+        if trees is None:  # built once per trace (and again when it grows): expanding asks often
+            trees = render.read_trees(trace)
+            with self.lock:
+                self.trees[key] = trees
+                while len(self.trees) > TREES_KEPT:
+                    self.trees.pop(next(iter(self.trees)))
         if not trees:
             raise ViewError(404, f"task {task_id!r} of run {run.key!r} has no search tree")
         return trees
