@@ -35,10 +35,18 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from forkpath._trace import TokensEvent
+from forkpath._trace import FlowEvent, TokensEvent
 from forkpath._tree_view import ViewTree
 from forkpath.server import _view_render as render
-from forkpath.server._view_runs import Run, RunCatalog, TaskRow, flow_task_key, trace_notes
+from forkpath.server._view_runs import (
+    Run,
+    RunCatalog,
+    TaskRow,
+    TraceIndex,
+    first_flow_event,
+    flow_task_key,
+    trace_notes,
+)
 
 __all__ = ["ViewError", "view_routes"]
 
@@ -116,7 +124,7 @@ class _Viewer:
             raise ViewError(404, f"run {run.key!r} has no task {task_id!r}")
         return task_id
 
-    def task_trace(self, run: Run, task_id: str) -> Any:
+    def task_trace(self, run: Run, task_id: str) -> TraceIndex:
         path = run.trace_path(task_id)
         if path is None:
             raise ViewError(404, f"task {task_id!r} of run {run.key!r} has no trace")
@@ -225,9 +233,7 @@ class _Viewer:
             out[row.task_id] = (record.answer or record.error or "") if record else ""
         return out
 
-    def _flow_start(self, run: Run) -> Any:
-        from forkpath.server._view_runs import first_flow_event
-
+    def _flow_start(self, run: Run) -> FlowEvent | None:
         if run.kind == "flow":
             return run.trace.flow_start if run.trace else None
         for row in run.rows:

@@ -306,33 +306,36 @@ class Run:
 
     @property
     def rows(self) -> list[TaskRow]:
-        if self.records is not None:
-            return list(self.records.rows.values())
-        return []
+        return list(self._rows())
+
+    def _rows(self) -> Iterator[TaskRow]:
+        return iter(self.records.rows.values()) if self.records is not None else iter(())
 
     @property
     def done(self) -> int:
-        return len(self.rows) if self.kind == "batch" else int(self.status == "finished")
+        if self.kind == "batch":
+            return len(self.records.rows) if self.records is not None else 0
+        return int(self.status == "finished")
 
     @property
     def pass_rate(self) -> float | None:
         if self.kind == "flow":
             end = self.trace.flow_end if self.trace else None
             return None if end is None or end.passed is None else float(end.passed)
-        rows = self.rows
-        return sum(1 for r in rows if r.passed) / len(rows) if rows else None
+        done = self.done
+        return sum(1 for r in self._rows() if r.passed) / done if done else None
 
     @property
     def tokens(self) -> int:
         if self.trace is not None:
             return self.trace.tokens
-        return sum(r.tokens for r in self.rows)
+        return sum(r.tokens for r in self._rows())
 
     @property
     def cost(self) -> float:
         if self.trace is not None:
             return self.trace.cost
-        return sum(r.cost for r in self.rows)
+        return sum(r.cost for r in self._rows())
 
     @property
     def wall_s(self) -> float | None:
