@@ -47,9 +47,12 @@ def view(
         except OSError as e:
             raise ConfigError(f"cannot serve on {host}:{port}: {e.strerror} (another --port?)") from None
 
-    import uvicorn
+    try:
+        import uvicorn
 
-    from forkpath.server import create_view_app
+        from forkpath.server import create_view_app
+    except ImportError as e:
+        raise ConfigError(f"forkpath view needs {e.name}: pip install 'forkpath[view]'") from None
 
     shown_host = f"[{host}]" if ":" in host else host
     console.print(

@@ -120,7 +120,7 @@ class _Viewer:
 
     def task(self, request: Request, run: Run) -> str:
         task_id = request.path_params["task"]
-        if task_id not in run.task_ids():
+        if not run.has_task(task_id):
             raise ViewError(404, f"run {run.key!r} has no task {task_id!r}")
         return task_id
 

@@ -346,10 +346,10 @@ class Run:
         )
         return None if end is None else max(0.0, end - self.started)
 
-    def task_ids(self) -> list[str]:
+    def has_task(self, task_id: str) -> bool:
         if self.kind == "batch":
-            return [r.task_id for r in self.rows]
-        return [flow_task_key(self.trace)]
+            return self.records is not None and task_id in self.records.rows
+        return task_id == flow_task_key(self.trace)
 
     def trace_path(self, task_id: str) -> Path | None:
         """Where the trace of ``task_id`` is (None: it has none); never outside the run's folder."""
@@ -388,7 +388,7 @@ class RunCatalog:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._traces = _Cache(64)
-        self._records = _Cache(64)
+        self._records = _Cache(1024)  # one per batch run: the runs page reads them all
 
     def trace(self, path: Path) -> TraceIndex:
         index: TraceIndex = self._traces.get(path, TraceIndex)
