@@ -181,7 +181,8 @@ def test_the_index_reads_only_what_a_growing_file_gained(tmp_path: Path) -> None
 def test_the_last_record_of_a_task_wins(fake_run: Path, tmp_path: Path) -> None:
     results = tmp_path / "results.jsonl"
     lines = (fake_run / "results.jsonl").read_text().splitlines(keepends=True)
-    retried = json.loads(lines[5])  # t5 errored; say it ran again and passed
+    retried = next(json.loads(line) for line in lines if json.loads(line)["task_id"] == "t5")
+    assert retried["status"] == "error"  # t5 errored; say it ran again and passed
     retried.update(status="ok", passed=True, error=None)
     results.write_text("".join(lines) + json.dumps(retried) + "\n")
     index = RecordsIndex(results)
