@@ -261,7 +261,9 @@ class _Viewer:
         if trace is not None:
             page, pages = _page_number(request, len(trace), EVENTS_PER_PAGE, "events")
             positions = list(range((page - 1) * EVENTS_PER_PAGE, min(page * EVENTS_PER_PAGE, len(trace))))
-            events = [render.event_row(e, trace.first_time) for e in trace.events(positions)]
+            events = [render.event_row(e, trace.first_time) for _, e in trace.events(positions)]
+        # after reading: lines that turned out unreadable are counted by now
+        notes = [*(run.notes if run.kind == "batch" else []), *(trace_notes(trace) if trace else [])]
         return self.page(
             request,
             "task.html",
@@ -275,7 +277,7 @@ class _Viewer:
             page_no=page,
             pages=pages,
             expansions=render.expansion_count(trace) if trace is not None else 0,
-            notes=[*run.notes, *(trace_notes(trace) if trace is not None and run.kind == "batch" else [])],
+            notes=notes,
         )
 
     def tree_page(self, request: Request) -> Response:
@@ -369,7 +371,8 @@ class _Viewer:
         if not 0 <= n < len(positions):
             raise ViewError(404, f"task {task_id!r} has no token record {n} (it has {len(positions)})")
         event = trace.event(positions[n])
-        assert isinstance(event, TokensEvent)
+        if not isinstance(event, TokensEvent):
+            raise ViewError(404, f"token record {n} of task {task_id!r} cannot be read (a damaged line)")
         colour = request.query_params.get("colour", "model" if len(event.models) > 1 else "entropy")
         if colour not in ("entropy", "model"):
             raise ViewError(400, f"colour is entropy or model, not {colour!r}")

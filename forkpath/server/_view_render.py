@@ -30,6 +30,8 @@ from forkpath.server._view_runs import TaskRow, TraceIndex
 KEY_EVENTS = ("flow", "strategy", "candidate", "verdict", "node", "tokens", "search_path", "budget", "note")
 """The events a task page reads in full (model calls, expansions and routing are counted only)."""
 MAX_KEY_EVENTS = 5000
+MAX_CANDIDATES = 200
+"""Candidates listed per strategy run (a long search can return thousands)."""
 
 
 # -- small formats ------------------------------------------------------------------------------
@@ -172,8 +174,14 @@ class StrategyRun:
     """Positions (in the trace) of this run's token events."""
 
     @property
-    def has_candidate_events(self) -> bool:
-        return bool(self.candidates)
+    def shown_candidates(self) -> list[CandidateView]:
+        """The first :data:`MAX_CANDIDATES` candidates, and the chosen one wherever it is."""
+        head = self.candidates[:MAX_CANDIDATES]
+        return head + [c for c in self.candidates[MAX_CANDIDATES:] if c.chosen]
+
+    @property
+    def hidden_candidates(self) -> int:
+        return len(self.candidates) - len(self.shown_candidates)
 
 
 @dataclass
@@ -195,7 +203,7 @@ def read_task(trace: TraceIndex) -> TaskTrace:
     if len(positions) > MAX_KEY_EVENTS:
         positions, out.truncated = positions[:MAX_KEY_EVENTS], True
     stack: list[StrategyRun] = []
-    for position, event in zip(positions, trace.events(positions), strict=True):
+    for position, event in trace.events(positions):
         if isinstance(event, FlowEvent):
             if event.phase == "start" and out.start is None:
                 out.start = event
@@ -278,7 +286,7 @@ def event_row(event: TraceEvent, t0: float | None) -> dict[str, str]:
 # -- search trees --------------------------------------------------------------------------------
 def read_trees(trace: TraceIndex) -> list[ViewTree]:
     positions = trace.positions("expansion", "search_path")
-    return collect_trees(trace.events(positions))
+    return collect_trees(event for _, event in trace.events(positions))
 
 
 def tree_node(tree: ViewTree, key: str, on_path: set[str]) -> dict[str, Any]:

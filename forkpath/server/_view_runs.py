@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -30,6 +31,12 @@ from forkpath._trace import FlowEvent, TraceEvent, event_types, parse_event
 from forkpath.batch import RunManifest, TaskRecord
 
 _CODE = {name: i for i, name in enumerate(event_types())}
+_CHECKED_ON_READ = frozenset({"expansion", "routing", "verdict", "candidate", "tokens"})
+"""Event types indexed without reading them whole (no total needs them)."""
+_TYPE = re.compile(rb'"type":\s*"([A-Za-z0-9_]+)"')
+"""The first ``"type": "..."`` of a line: forkpath writes ``time``, ``span``, ``type`` first, and
+inside a JSON string a quote is always escaped, so this cannot match in a string."""
+_TIME = re.compile(rb'\{"time":\s*(-?[0-9][0-9.eE+-]*)')
 RECENT_S = 120.0
 """A run without an end whose files changed this recently is taken as still running."""
 
@@ -123,8 +130,17 @@ class TraceIndex(_Incremental):
         self.last_time: float | None = None
         self.flow_start: FlowEvent | None = None
         self.flow_end: FlowEvent | None = None
+        self.unreadable: set[int] = set()
+        """Positions of indexed lines that did not read as their event when a page read them."""
 
     def take(self, offset: int, line: bytes) -> None:
+        found = _TYPE.search(line, 0, 200)
+        kind = found.group(1).decode() if found else None
+        if kind in _CHECKED_ON_READ:
+            # The bulk of a long trace: indexed by its type alone, checked when a page reads it.
+            when = _TIME.match(line)
+            self._add(offset, kind, float(when.group(1)) if when else None)
+            return
         try:
             event = parse_event(line)
         except ValidationError:
@@ -134,12 +150,7 @@ class TraceIndex(_Incremental):
             else:
                 self.bad_lines += 1
             return
-        self.offsets.append(offset)
-        self.kinds.append(_CODE[event.type])
-        self.counts[event.type] += 1
-        if self.first_time is None:
-            self.first_time = event.time
-        self.last_time = event.time
+        self._add(offset, event.type, event.time)
         if event.type == "model_call":
             totals = self.models.setdefault(event.model, ModelTotals())
             totals.calls += event.calls
@@ -153,6 +164,15 @@ class TraceIndex(_Incremental):
             elif event.phase == "end":
                 self.flow_end = event
 
+    def _add(self, offset: int, kind: str, when: float | None) -> None:
+        self.offsets.append(offset)
+        self.kinds.append(_CODE[kind])
+        self.counts[kind] += 1
+        if when is not None:
+            if self.first_time is None:
+                self.first_time = when
+            self.last_time = when
+
     # -- reading back --------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.offsets)
@@ -164,15 +184,22 @@ class TraceIndex(_Incremental):
         codes = {_CODE[k] for k in kinds if k in _CODE}
         return [i for i, code in enumerate(self.kinds) if code in codes]
 
-    def event(self, position: int) -> TraceEvent:
-        return parse_event(self.read_line(self.offsets[position]))
+    def event(self, position: int) -> TraceEvent | None:
+        """The event at ``position``; None when its line does not read as one."""
+        return next((e for _, e in self.events([position])), None)
 
-    def events(self, positions: list[int]) -> Iterator[TraceEvent]:
-        """The events at ``positions`` (in that order), read with one open file."""
+    def events(self, positions: list[int]) -> Iterator[tuple[int, TraceEvent]]:
+        """The events at ``positions`` (in that order, with their position), read with one open
+        file; a line that turns out unreadable is skipped and counted in :attr:`bad_lines`."""
         with self.path.open("rb") as f:
             for position in positions:
                 f.seek(self.offsets[position])
-                yield parse_event(f.readline())
+                try:
+                    yield position, parse_event(f.readline())
+                except ValidationError:
+                    if position not in self.unreadable:
+                        self.unreadable.add(position)
+                        self.bad_lines += 1
 
     @property
     def tokens(self) -> int:

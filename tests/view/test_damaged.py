@@ -52,6 +52,7 @@ OLD_TRACE = [
         "score": 1.0,
         "candidate_index": 1,
     },
+    {"time": 1.45, "span": "best_of_n", "type": "verdict", "verifier": "math", "ok": True},  # old fields
     {
         "time": 1.5,
         "span": "best_of_n",
@@ -95,10 +96,11 @@ def test_torn_lines_and_old_traces_are_shown_with_what_was_skipped(
         assert len(browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")) == 6
         assert visit(browser, live.url + "/runs/old") == []
         notes = browser.find_element(By.CSS_SELECTOR, ".notes").text
-        assert "1 'thought'" in notes and "1 line(s) skipped" in notes
+        assert "1 'thought'" in notes and "line(s) skipped" in notes
         assert "do not record the flow's graph" in browser.page_source
         assert visit(browser, live.url + "/runs/old/tasks/run") == []
         page = browser.find_element(By.TAG_NAME, "main").text
+        assert "2 line(s) skipped" in page  # the old model call, and the old verdict once read
         assert "does not record the prompt" in page and "no candidate events" in page
         assert "votes" in page and "math" in page
         browser.save_screenshot(str(screenshots / "old-trace.png"))
@@ -172,7 +174,7 @@ def test_the_index_reads_only_what_a_growing_file_gained(tmp_path: Path) -> None
         f.write('te", "message": "m4"}\n')
     index.refresh()
     assert len(index) == 5 and index.pending == 0
-    assert [e.message for e in index.events([4, 0])] == ["m4", "m0"]  # type: ignore[union-attr]
+    assert [e.message for _, e in index.events([4, 0])] == ["m4", "m0"]  # type: ignore[union-attr]
     path.write_text(event % 9)  # replaced by a shorter file: read again from the start
     index.refresh()
     assert len(index) == 1 and index.event(0).message == "m9"  # type: ignore[union-attr]
