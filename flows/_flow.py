@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forkpath import Budget, BudgetLimits
 from forkpath._errors import ConfigError
-from forkpath._trace import TraceEvent, Tracer
+from forkpath._trace import FlowEdge, FlowEvent, TraceEvent, Tracer, emit
 from forkpath._types import Task
 from forkpath.flows._lines import LineMap, render_validation_error
 from forkpath.flows._schema import END, EdgeSpec, FlowSpec, ModelSpec, NodeSpec, VerifierSpec, spec_from_data
@@ -274,11 +274,25 @@ class Flow:
         state: dict[str, Any] = {}
         try:
             with tracer, runtime.budget.open(), usage_meter() as meter:
+                emit(_start_event(spec, run_id, task))
                 async for node, update, latest in stream_run(runtime, initial, run_id, checkpoint_path):
                     if node == "__end__":
                         state = dict(latest)
                     else:
                         yield node, update
+                emit(
+                    FlowEvent(
+                        flow=spec.name,
+                        phase="end",
+                        run_id=run_id,
+                        answer=state.get("answer"),
+                        passed=state.get("passed"),
+                        score=state.get("score"),
+                        stopped="budget"
+                        if _budget_stopped(runtime.budget, state.get("steps", []))
+                        else "done",
+                    )
+                )
         finally:
             if own_store and store is not None:
                 with contextlib.suppress(Exception):
@@ -322,6 +336,22 @@ def _sdk(model: Any, data: Any, label: str) -> Any:
         message = str(render_validation_error(e, LineMap(""), model)).removeprefix(": ")
         message = f"{label}: {message[6:]}" if message.startswith("flow: ") else f"{label}.{message}"
         raise ConfigError(message, where="<sdk>") from None
+
+
+def _start_event(spec: FlowSpec, run_id: str, task: Task) -> FlowEvent:
+    """What a viewer needs to show a run: the task, the models and the graph."""
+    what = {k: (n.strategy or n.verifier or n.model or n.join or n.flow or "") for k, n in spec.nodes.items()}
+    return FlowEvent(
+        flow=spec.name,
+        phase="start",
+        run_id=run_id,
+        task_id=task.id,
+        prompt=task.prompt,
+        models={role: m.model for role, m in spec.models.items()},
+        nodes={k: f"{spec.nodes[k].kind} {w}".strip() for k, w in what.items()},
+        edges=[FlowEdge(source=e.source, target=t, when=e.when) for e in spec.edges for t in e.targets],
+        first=spec.first,
+    )
 
 
 def _budget_stopped(budget: Budget, steps: list[dict[str, Any]]) -> bool:

@@ -49,6 +49,8 @@ Probability = Annotated[float, _Number, Field(ge=0.0, le=1.0)]
 """A probability or a fraction, in [0, 1]."""
 TopP = Annotated[float, _Number, Field(gt=0.0, le=1.0)]
 """Nucleus sampling mass, in (0, 1] (1: off)."""
+TopK = Annotated[int, _Number, Field(ge=0, le=100)]
+"""Alternatives per token to return (0: none; local models return at most 100)."""
 Seed = Annotated[int, _Number, Field(ge=0)]
 """A sampling seed: any non-negative integer (a flow adds its visit count to it)."""
 NonNegative = Annotated[float, _Number, Field(ge=0.0, allow_inf_nan=False)]
@@ -84,5 +86,6 @@ __all__ = [
     "Temperature",
     "Threshold",
     "Tokens",
+    "TopK",
     "TopP",
 ]

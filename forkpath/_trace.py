@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -118,6 +118,88 @@ class NodeEvent(_Event):
     """The node's answer, cut to 200 characters."""
 
 
+class FlowEdge(BaseModel):
+    """One transition of a flow's graph, as :class:`FlowEvent` records it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    target: str
+    when: str | None = None
+
+
+class FlowEvent(_Event):
+    """A flow run starts (the task, the flow's graph) or ends (its answer)."""
+
+    type: Literal["flow"] = "flow"
+    flow: str
+    phase: Literal["start", "end"]
+    run_id: str = ""
+    task_id: str | None = None
+    """At ``start``: the task's id."""
+    prompt: str | None = None
+    """At ``start``: the task's prompt."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """At ``start``: model role -> model id."""
+    nodes: dict[str, str] = Field(default_factory=dict)
+    """At ``start``: node name -> what it runs (``strategy best_of_n``, ``verifier python_tests``)."""
+    edges: list[FlowEdge] = Field(default_factory=list)
+    """At ``start``: the transitions, ``end`` being the finish."""
+    first: str | None = None
+    """At ``start``: the node the flow starts at."""
+    answer: str | None = None
+    """At ``end``: the flow's answer."""
+    passed: bool | None = None
+    score: float | None = None
+    stopped: str | None = None
+
+
+class CandidateEvent(_Event):
+    """One candidate a strategy produced, emitted when the strategy ends (``index`` is its place
+    in the strategy's result; ``chosen`` marks the answer it returned)."""
+
+    type: Literal["candidate"] = "candidate"
+    strategy: str
+    index: int
+    text: str
+    model: str
+    chosen: bool = False
+    answer: str | None = None
+    score: float | None = None
+    passed: bool | None = None
+    mean_logprob: float | None = None
+    tokens: int | None = None
+    """Completion tokens of the call that wrote it, when one call did."""
+    verdict: dict[str, Any] | None = None
+    """The verifier's full verdict (tests and their output, extracted answers, ...)."""
+
+
+class TracedToken(BaseModel):
+    """One token of an answer as :class:`TokensEvent` records it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    logprob: float | None = None
+    entropy: float | None = None
+    """Entropy in nats of the next-token distribution it was drawn from."""
+    top: list[tuple[str, float]] = Field(default_factory=list)
+    """Most likely alternatives (token text, logprob), most likely first."""
+    model: int = 0
+    """Which model wrote it: an index into :attr:`TokensEvent.models`."""
+
+
+class TokensEvent(_Event):
+    """The tokens of a strategy's answer (the strategy is the event's ``span``): logprob, entropy,
+    alternatives and which model wrote each (token routing, speculative decoding, cascades)."""
+
+    type: Literal["tokens"] = "tokens"
+    candidate_index: int | None = None
+    """The candidate these tokens spell (its :class:`CandidateEvent` index)."""
+    models: list[str]
+    tokens: list[TracedToken] = Field(default_factory=list)
+
+
 class NoteEvent(_Event):
     """A free-form note (for plugins; forkpath's own components emit typed events)."""
 
@@ -135,6 +217,9 @@ TraceEvent = Annotated[
     | RoutingEvent
     | BudgetEvent
     | NodeEvent
+    | FlowEvent
+    | CandidateEvent
+    | TokensEvent
     | NoteEvent,
     Field(discriminator="type"),
 ]
@@ -199,6 +284,21 @@ class span:
 
     def __exit__(self, *exc: object) -> None:
         _span.reset(self._token)
+
+
+def parse_event(line: str | bytes) -> TraceEvent:
+    """One JSONL line back into its typed event.
+
+    Raises:
+        pydantic.ValidationError: not JSON, an unknown ``type``, or fields that do not match.
+    """
+    return _adapter.validate_json(line)
+
+
+def event_types() -> tuple[str, ...]:
+    """The ``type`` of every event this version knows."""
+    members = get_args(get_args(TraceEvent)[0])
+    return tuple(member.model_fields["type"].default for member in members)
 
 
 def read_trace(path: str | Path) -> Iterator[TraceEvent]:

@@ -24,7 +24,7 @@ from forkpath._answer import strategy_scope
 from forkpath._budget import Budget
 from forkpath._errors import ConfigError
 from forkpath._registry import Registered, Registry
-from forkpath._trace import StrategyEvent, emit, span
+from forkpath._trace import CandidateEvent, StrategyEvent, emit, span
 from forkpath._types import Task
 from forkpath.models import Model, ModelCapabilities, Usage, usage_meter
 
@@ -47,6 +47,8 @@ class Candidate(BaseModel):
     passed: bool | None = None
     """The verifier's verdict, when one ran."""
     mean_logprob: float | None = None
+    tokens: int | None = None
+    """Completion tokens of the call that wrote it, when one call did."""
     verdict: dict[str, Any] | None = None
     """The verifier's full verdict, as JSON."""
 
@@ -148,6 +150,8 @@ class Strategy:
         with span(self.name), strategy_scope(), context.budget.open(), usage_meter() as meter:
             emit(StrategyEvent(name=self.name, phase="start", params=params))
             result = await self._run(task, context)
+            for i, c in enumerate(result.candidates):
+                emit(CandidateEvent(strategy=self.name, index=i, chosen=i == result.chosen, **c.model_dump()))
             emit(StrategyEvent(name=self.name, phase="end", stopped=result.stopped, info=result.info))
         result.usage = dict(meter.by_model)
         result.strategy = self.name

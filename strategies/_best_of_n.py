@@ -6,12 +6,13 @@ import asyncio
 from typing import Literal
 
 from forkpath import cancel_all
-from forkpath._params import Count, Seed, Temperature, Tokens
+from forkpath._params import Count, Seed, Temperature, Tokens, TopK
 from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._trace import VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, GenerateResult, ModelCapabilities
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
+from forkpath.strategies._helpers import answer_tokens
 
 
 @strategies.register("best_of_n")
@@ -24,6 +25,7 @@ def best_of_n(
     early_stop: bool = True,
     seed: Seed = 0,
     prompt: PromptTemplate | None = None,
+    top_logprobs: TopK = 0,
 ) -> Strategy:
     """Sample ``n`` candidates from ``model`` and choose the best.
 
@@ -37,8 +39,10 @@ def best_of_n(
         early_stop: with a verifier, stop at the first candidate that passes all tests.
         seed: base sampling seed.
         prompt: a template for the user message (``{prompt}`` and other task fields).
+        top_logprobs: alternatives to record for each token of the chosen answer (its tokens,
+            with logprob and entropy where the model gives them, go to the trace either way).
     """
-    needs = ModelCapabilities(logprobs=rerank == "mean_logprob")
+    needs = ModelCapabilities(logprobs=rerank == "mean_logprob", top_logprobs=top_logprobs)
 
     async def run(task: Task, context: Context) -> StrategyResult:
         sampler = context.model(model)
@@ -48,8 +52,10 @@ def best_of_n(
             temperature=temperature,
             seed=seed,
             logprobs=sampler.capabilities.logprobs,
+            top_logprobs=top_logprobs,
         )
         candidates: list[Candidate] = []
+        results: list[GenerateResult] = []
         stopped: Stopped = "done"
         calls_left = context.budget.calls_left()
         planned = n if calls_left is None else min(n, calls_left)
@@ -65,6 +71,7 @@ def best_of_n(
                     candidate = await _score(
                         future.result(), task, context, rerank == "verifier", len(candidates)
                     )
+                    results.append(future.result())
                     candidates.append(candidate)
                     if early_stop and candidate.passed:
                         stopped = "early_stop"
@@ -79,6 +86,8 @@ def best_of_n(
         if stopped == "done" and planned < n:
             stopped = "budget"
         chosen = _choose(candidates)
+        if chosen is not None and results[chosen].tokens:
+            emit(answer_tokens(results[chosen], chosen))
         return StrategyResult(
             answer=candidates[chosen].text if chosen is not None else None,
             chosen=chosen,
@@ -91,7 +100,12 @@ def best_of_n(
 
 
 async def _score(result: GenerateResult, task: Task, context: Context, verify: bool, index: int) -> Candidate:
-    candidate = Candidate(text=result.text, model=result.model, mean_logprob=result.mean_logprob)
+    candidate = Candidate(
+        text=result.text,
+        model=result.model,
+        mean_logprob=result.mean_logprob,
+        tokens=result.usage.completion_tokens,
+    )
     if not verify:
         candidate.score = result.mean_logprob
         return candidate

@@ -22,6 +22,7 @@ from forkpath._types import Task
 from forkpath.models import ModelCapabilities
 from forkpath.routers import ANSWER_QUANTILES, RouterSpec, make_router, result_features
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
+from forkpath.strategies._helpers import answer_tokens
 
 _QUANTILE = re.compile(r"q([0-9.]+(?:e-?\d+)?)_logprob")
 _ANSWER_FEATURES = {"length", "sum_logprob", "mean_logprob", "mean_entropy", "max_entropy", "verdict"}
@@ -91,6 +92,7 @@ def cascade(
             )
         )
         candidates = [candidate]
+        answers = [first]
         stopped: Stopped = "done"
         if decision.routed:
             if context.budget.exhausted():
@@ -105,7 +107,11 @@ def cascade(
                 candidates.append(
                     Candidate(text=second.text, model=second.model, mean_logprob=second.mean_logprob)
                 )
+                answers.append(second)
         chosen = len(candidates) - 1
+        for index, generated in enumerate(answers):
+            if generated.tokens:
+                emit(answer_tokens(generated, index))
         return StrategyResult(
             answer=candidates[chosen].text,
             chosen=chosen,

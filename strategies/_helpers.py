@@ -13,15 +13,62 @@ from __future__ import annotations
 import ast
 import builtins
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from forkpath._trace import VerdictEvent, emit
+import numpy as np
+
+from forkpath._trace import TokensEvent, TracedToken, VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.strategies._base import Candidate, Context
 
 _SEPARATORS = ("==>", "=>", "➞", "->", "==", "returns", "should return", "# returns", "# =>")
 _BUILTINS = frozenset(dir(builtins))
 _WORDS = {"true": "True", "false": "False", "none": "None", "null": "None"}
+
+
+def traced_token(
+    logprobs: np.ndarray,
+    token: int,
+    detokenize: Callable[[Sequence[int]], str],
+    *,
+    model: int = 0,
+    entropy: float | None = None,
+    k: int = 5,
+) -> TracedToken:
+    """A token drawn from a full next-token distribution, as the trace's :class:`TokensEvent` keeps
+    it: its logprob, the distribution's entropy and the ``k`` likeliest alternatives."""
+    k = min(k, logprobs.shape[0])
+    top = np.argpartition(-logprobs, k - 1)[:k]
+    top = top[np.argsort(-logprobs[top])]
+    if entropy is None:
+        probs = np.exp(logprobs)
+        entropy = float(-(probs * np.where(probs > 0, logprobs, 0.0)).sum())
+    return TracedToken(
+        text=detokenize([token]),
+        logprob=float(logprobs[token]),
+        entropy=entropy,
+        top=[(detokenize([int(t)]), float(logprobs[t])) for t in top],
+        model=model,
+    )
+
+
+def answer_tokens(result: Any, index: int | None) -> TokensEvent:
+    """The tokens of one generated answer (a :class:`GenerateResult`) for the trace: one model
+    wrote them all; alternatives as the request asked for them."""
+    return TokensEvent(
+        candidate_index=index,
+        models=[result.model],
+        tokens=[
+            TracedToken(
+                text=t.token,
+                logprob=t.logprob,
+                entropy=t.entropy,
+                top=[(alt.token, alt.logprob) for alt in t.top],
+            )
+            for t in result.tokens
+        ],
+    )
 
 
 def verifier_name(verifier: Any) -> str:

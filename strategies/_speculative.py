@@ -32,7 +32,7 @@ from forkpath._answer import AnswerWriter
 from forkpath._errors import ConfigError
 from forkpath._params import Int, Seed, Temperature, Tokens, TopP
 from forkpath._prompts import PromptTemplate, task_messages
-from forkpath._trace import RoutingEvent, emit
+from forkpath._trace import RoutingEvent, TokensEvent, TracedToken, emit
 from forkpath._types import Task
 from forkpath.models import (
     ModelCapabilities,
@@ -43,6 +43,7 @@ from forkpath.models import (
     token_model,
 )
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
+from forkpath.strategies._helpers import traced_token
 from forkpath.strategies._token_routing import PairStrategy
 
 DRAFT = ModelCapabilities(full_distribution=True, prefix_continuation=True)
@@ -139,6 +140,7 @@ def speculative_decoding(
         gamma = draft_tokens
         drafted = accepted = iterations = draft_seen = target_seen = 0
         lengths: dict[int, int] = {}
+        traced: list[TracedToken] = []
         stopped: Stopped = "done"
         finish = "length"
         while len(out) < max_tokens and finish == "length":
@@ -182,17 +184,20 @@ def speculative_decoding(
                     features={"drafted": float(len(draft)), "accepted": float(n)},
                 )
             )
-            for token in [*draft[:n], nxt]:
+            for i, token in enumerate([*draft[:n], nxt]):
                 if token in ends:
                     finish = "stop"
                     break
                 out.append(token)
+                # the drafter wrote the accepted tokens, the target the last; both under the target's row
+                traced.append(traced_token(rows[i], token, d_tok.detokenize, model=int(i == n)))
                 if len(out) >= max_tokens:
                     break
             writer.update(out)
             if adaptive:
                 gamma = min(gamma + 2, max_draft_tokens) if n == len(draft) else max(gamma - 1, 1)
         text = d_tok.detokenize(out)
+        emit(TokensEvent(candidate_index=0, models=[drafter.id, target.id], tokens=traced))
         stats = {
             "iterations": iterations,
             "drafted": drafted,

@@ -23,7 +23,7 @@ from forkpath._answer import AnswerWriter
 from forkpath._errors import ConfigError
 from forkpath._params import MAX_TOKENS, Count, Int, Seed, Temperature, Tokens, TopP
 from forkpath._prompts import PromptTemplate, task_messages
-from forkpath._trace import RoutingEvent, emit
+from forkpath._trace import RoutingEvent, TokensEvent, TracedToken, emit
 from forkpath._types import Task
 from forkpath.models import (
     ModelCapabilities,
@@ -44,6 +44,7 @@ from forkpath.routers import (
     token_features,
 )
 from forkpath.strategies._base import Candidate, Context, RunFn, Stopped, Strategy, StrategyResult, strategies
+from forkpath.strategies._helpers import traced_token
 
 TOKEN_LEVEL = ModelCapabilities(full_distribution=True, prefix_continuation=True)
 
@@ -137,6 +138,7 @@ def token_routing(
         recent = UncertaintyWindow(window)
         from_large: list[bool] = []
         logprobs: list[float] = []
+        traced: list[TracedToken] = []
         handovers = held = 0
         stopped: Stopped = "done"
         finish = "length"
@@ -161,6 +163,8 @@ def token_routing(
             small_prefill = len(seq) - small_seen
             small_seen = len(seq)
             chosen_lp = float(lp_small[token])
+            drawn_from = lp_small
+            drawn_entropy: float | None = ent
             if use_large:
                 held = hold if decision.routed else held - 1
                 handovers += decision.routed
@@ -169,6 +173,7 @@ def token_routing(
                 charge(llm, prompt_tokens=len(seq) - large_seen, completion_tokens=int(token not in ends))
                 large_seen = len(seq)
                 chosen_lp = float(lp_large[token])
+                drawn_from, drawn_entropy = lp_large, None  # its entropy: computed when traced
                 if decision.routed:
                     emit(
                         RoutingEvent(
@@ -192,6 +197,9 @@ def token_routing(
             writer.update(seq[start:])
             from_large.append(use_large)
             logprobs.append(chosen_lp)
+            traced.append(
+                traced_token(drawn_from, token, s_tok.detokenize, model=int(use_large), entropy=drawn_entropy)
+            )
         text = s_tok.detokenize(seq[start:])
         n = len(from_large)
         large_tokens = sum(from_large)
@@ -200,6 +208,7 @@ def token_routing(
             model=f"{slm.id}+{llm.id}",
             mean_logprob=sum(logprobs) / n if n else None,
         )
+        emit(TokensEvent(candidate_index=0, models=[slm.id, llm.id], tokens=traced))
         return StrategyResult(
             answer=text,
             chosen=0,

@@ -69,6 +69,7 @@ COMMANDS = [
     ["router", "label"],
     ["router", "calibrate"],
     ["serve"],
+    ["view"],
 ]
 
 

@@ -110,6 +110,7 @@ PINNED: dict[str, set[str]] = {
         "BatchConfig",
         "BatchSummary",
         "ResultsFile",
+        "RunManifest",
         "RunMetrics",
         "TaskRecord",
         "check_out_dir",

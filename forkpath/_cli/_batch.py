@@ -133,6 +133,7 @@ def batch(
         rerun_budget_stopped=rerun_budget_stopped,
         backend=backend.value,
         ray_address=address,
+        dataset=spec.path or spec.name,
     )
     store = flow.open_store()  # the flow's store: with its fallback, exactly as `forkpath run`
 

@@ -14,7 +14,7 @@ Example:
 
 from forkpath.batch._config import BatchConfig, BatchSummary
 from forkpath.batch._metrics import RunMetrics, pass_at_k, summarize
-from forkpath.batch._records import ResultsFile, TaskRecord, check_out_dir, read_records
+from forkpath.batch._records import ResultsFile, RunManifest, TaskRecord, check_out_dir, read_records
 from forkpath.batch._report import compare_rows, write_report
 from forkpath.batch._runner import run_batch
 
@@ -22,6 +22,7 @@ __all__ = [
     "BatchConfig",
     "BatchSummary",
     "ResultsFile",
+    "RunManifest",
     "RunMetrics",
     "TaskRecord",
     "check_out_dir",

@@ -41,6 +41,8 @@ class BatchConfig(BaseModel):
     backend: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     """``ray.init(address=...)``; None starts or joins a local Ray."""
+    dataset: str | None = None
+    """What the tasks came from, for the run's ``run.json`` (``forkpath view`` shows it)."""
 
 
 class BatchSummary(BaseModel):

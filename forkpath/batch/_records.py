@@ -142,6 +142,44 @@ def check_out_dir(path: Path, *, what: str = "output folder") -> None:
         raise ConfigError(f"{what} {path} is not writable: {e.strerror or e}") from None
 
 
+class RunManifest(BaseModel):
+    """``run.json`` beside ``results.jsonl``: what a viewer shows of a batch run before reading
+    its records (written when a run starts, rewritten when it ends)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    flow: str | None = None
+    """The flow's name."""
+    dataset: str | None = None
+    """What the tasks came from, as the caller described it."""
+    tasks: int = 0
+    """Tasks in this invocation (finished ones included)."""
+    started: float
+    """Unix time this invocation started."""
+    finished: float | None = None
+    """Unix time it ended; None while it runs (or when it was killed)."""
+    stopped: str | None = None
+    """``done`` or ``budget`` once it ended."""
+    pid: int | None = None
+    host: str | None = None
+    """The process running it, to tell a live run from a killed one."""
+
+    def write(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / "run.json.tmp"
+        tmp.write_text(self.model_dump_json(indent=2), encoding="utf-8")
+        os.replace(tmp, run_dir / "run.json")
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunManifest | None:
+        """The manifest of ``run_dir``; None when it has none or it is unreadable."""
+        try:
+            return cls.model_validate_json((run_dir / "run.json").read_bytes())
+        except (OSError, ValidationError):
+            return None
+
+
 def read_records(run_dir: Path) -> list[TaskRecord]:
     """The records of a finished or partial run directory."""
     return list(ResultsFile(run_dir / "results.jsonl").load().values())

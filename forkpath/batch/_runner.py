@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from forkpath import Budget, cancel_all
 from forkpath._errors import ConfigError
 from forkpath._types import Task
 from forkpath.batch._config import BatchConfig, BatchSummary
-from forkpath.batch._records import ResultsFile, TaskRecord, check_out_dir
+from forkpath.batch._records import ResultsFile, RunManifest, TaskRecord, check_out_dir
 from forkpath.batch._task import run_task
 from forkpath.models import Usage
 
@@ -128,7 +130,20 @@ async def run_batch(
         if store is not None:
             await store.put_result(config.run_id, record.task_id, record.model_dump(mode="json"))
 
+    manifest = RunManifest(
+        run_id=config.run_id,
+        flow=getattr(getattr(flow, "spec", None), "name", None),
+        dataset=config.dataset,
+        tasks=len(tasks),
+        started=time.time(),
+        pid=os.getpid(),
+        host=socket.gethostname(),
+    )
+    manifest.write(config.out_dir)
     if not todo:
+        manifest.model_copy(update={"finished": time.time(), "stopped": summary.stopped}).write(
+            config.out_dir
+        )
         return summary
     slots = min(config.concurrency, len(todo))
     pool: _Pool
@@ -142,6 +157,7 @@ async def run_batch(
         await _dispatch(todo, pool, Budget(config.batch_budget), finish, summary)
     finally:
         await pool.aclose()
+    manifest.model_copy(update={"finished": time.time(), "stopped": summary.stopped}).write(config.out_dir)
     return summary
 
 

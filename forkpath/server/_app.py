@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -112,8 +113,12 @@ class Serving:
     started: float = 0.0
 
 
-def create_app(flows: Sequence[Flow] = (), config: ServerConfig | None = None) -> Starlette:
-    """The ASGI app serving ``flows`` (validated :class:`Flow` objects) and strategy targets.
+def create_app(
+    flows: Sequence[Flow] = (), config: ServerConfig | None = None, *, runs_dir: Path | None = None
+) -> Starlette:
+    """The ASGI app serving ``flows`` (validated :class:`Flow` objects) and strategy targets,
+    and, with ``runs_dir``, the run viewer of ``forkpath view`` over that folder (its pages at
+    ``/``, ``/runs/...``, ``/compare``, ``/api/...``; the OpenAI routes under ``/v1``).
 
     Example:
         >>> app = create_app([Flow.from_yaml("examples/best_of_n.yaml")], ServerConfig(api_key="s3cret"))
@@ -164,6 +169,10 @@ def create_app(flows: Sequence[Flow] = (), config: ServerConfig | None = None) -
     ]
     for module in ROUTE_MODULES:
         routes += __import__(module, fromlist=["routes"]).routes()
+    if runs_dir is not None:
+        from forkpath.server._view import view_routes
+
+        routes += view_routes(runs_dir)
     middleware = []
     if config.cors_origins:
         middleware.append(
@@ -179,7 +188,10 @@ def create_app(flows: Sequence[Flow] = (), config: ServerConfig | None = None) -
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={
+            HTTPException: _viewer_or_api_error if runs_dir is not None else _http_error,
+            Exception: _internal_error,
+        },
     )
     app.state.forkpath = serving
     return app
@@ -251,6 +263,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         return _error(405, f"{request.method} is not allowed on {request.url.path}", "method_not_allowed")
     return _error(exc.status_code, str(exc.detail), "http_error")
+
+
+async def _viewer_or_api_error(request: Request, exc: Exception) -> Response:
+    """OpenAI's JSON errors for the API's paths, the viewer's pages for the others."""
+    if request.url.path.startswith("/v1/") or request.url.path in ("/health", "/metrics"):
+        return await _http_error(request, exc)
+    from forkpath.server._view import view_error_page
+
+    return await view_error_page(request, exc)
+
+
+def create_view_app(runs_dir: Path, config: ServerConfig | None = None) -> Starlette:
+    """The app of ``forkpath view``: the viewer over ``runs_dir`` (no flows loaded; the same app
+    factory, security and error pages as ``forkpath serve``)."""
+    return create_app((), config, runs_dir=runs_dir)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -12,6 +12,7 @@ def test_server_exports() -> None:
         "ServerConfig",
         "Serving",
         "create_app",
+        "create_view_app",
         "load_flow_models",
         "parse_target",
     }
