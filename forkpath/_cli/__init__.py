@@ -100,8 +100,6 @@ def main() -> None:
         if type(e).__name__ == "NoArgsIsHelpError":  # a group named alone shows its help
             e.show()
             sys.exit(e.exit_code)
-        from forkpath._cli._term import escape
-
         ctx = getattr(e, "ctx", None)
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         err_console.print(
