@@ -30,7 +30,8 @@ from forkpath import BudgetLimits, DatasetSpec
 from forkpath.store import StoreConfig
 
 END = "end"
-NodeKind = Literal["strategy", "verifier", "model", "prompt", "join", "flow"]
+NodeKind = Literal["strategy", "verifier", "model", "prompt", "join", "flow", "agent"]
+_KINDS = ("strategy", "verifier", "model", "join", "flow", "agent")
 
 
 class _Spec(BaseModel):
@@ -54,9 +55,26 @@ class VerifierSpec(_Spec):
     """Parameters of the verifier's factory."""
 
 
+class AgentSpec(_Spec):
+    """An agent node: a model that calls tools in a loop until it answers (ReAct)."""
+
+    model: str
+    """The flow model that thinks and calls tools (it needs the tool_calls capability)."""
+    tools: list[str | dict[str, Any]] = Field(default_factory=list)
+    """Tools by name (``python``, ``calculator``), with parameters (``{name: python, timeout_s:
+    5}``), or MCP servers (``{mcp: {command: python, args: [server.py]}}``)."""
+    system: str | None = None
+    """The agent's system message."""
+    max_steps: int = Field(default=8, ge=1, le=100)
+    """Most model calls (each may call several tools)."""
+    max_tokens: int = Field(default=512, ge=1)
+    """Most tokens per model call."""
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+
+
 class NodeSpec(_Spec):
-    """One step of a flow. Exactly one of ``strategy``, ``verifier``, ``model``, ``join``, ``flow``
-    is set, or ``prompt`` alone (a prompt node rewrites the prompt that later nodes see)."""
+    """One step of a flow. Exactly one of ``strategy``, ``verifier``, ``model``, ``join``, ``flow``,
+    ``agent`` is set, or ``prompt`` alone (a prompt node rewrites the prompt that later nodes see)."""
 
     strategy: str | None = None
     """Registry name of a strategy (``best_of_n``, ...)."""
@@ -71,6 +89,9 @@ class NodeSpec(_Spec):
     """Merge parallel branches: the best-scoring candidate, a majority vote, or the first that passed."""
     flow: str | None = None
     """Path of a sub-flow file (relative to this flow's file)."""
+    agent: AgentSpec | None = None
+    """An agent loop over a model with tools; the node's ``prompt`` (a template) is its task,
+    by default the task's prompt."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Parameters of the strategy/verifier factory (or max_tokens/temperature of a model call)."""
     models: dict[str, str] = Field(default_factory=dict)
@@ -81,20 +102,20 @@ class NodeSpec(_Spec):
 
     @model_validator(mode="after")
     def _one_kind(self) -> NodeSpec:
-        set_kinds = [k for k in ("strategy", "verifier", "model", "join", "flow") if getattr(self, k)]
+        set_kinds = [k for k in _KINDS if getattr(self, k)]
         if len(set_kinds) > 1:
             raise ValueError(f"a node is one kind; this one sets {' and '.join(set_kinds)}")
         if not set_kinds and self.prompt is None:
-            raise ValueError("a node needs one of strategy, verifier, model, prompt, join, flow")
+            raise ValueError("a node needs one of strategy, verifier, model, prompt, join, flow, agent")
         if self.model and self.prompt is None:
             raise ValueError("a model node needs a prompt template")
         return self
 
     @property
     def kind(self) -> NodeKind:
-        for k in ("strategy", "verifier", "model", "join", "flow"):
+        for k in _KINDS:
             if getattr(self, k):
-                return k
+                return k  # type: ignore[return-value]
         return "prompt"
 
 

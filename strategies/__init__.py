@@ -1,6 +1,7 @@
 """Meta-generation strategies: factories registered by name, each returning a :class:`Strategy`.
 
 - parallel: ``best_of_n``, ``self_consistency``, ``filter_and_cluster``;
+- program-aided: ``program_of_thought``;
 - chained and self-evaluating: ``cothink``, ``self_refine``, ``alphacodium``, ``sed``, ``adadec``,
   ``thought_budget``;
 - search: ``beam_search``, ``mcts``, ``token_tree_search``;
@@ -21,6 +22,7 @@ from forkpath.strategies._cascade import cascade
 from forkpath.strategies._cothink import cothink
 from forkpath.strategies._filter_cluster import filter_and_cluster
 from forkpath.strategies._mcts import mcts
+from forkpath.strategies._program_of_thought import program_of_thought
 from forkpath.strategies._sed import sed
 from forkpath.strategies._segment_offload import segment_offload
 from forkpath.strategies._self_consistency import self_consistency
@@ -43,6 +45,7 @@ __all__ = [
     "cothink",
     "filter_and_cluster",
     "mcts",
+    "program_of_thought",
     "sed",
     "segment_offload",
     "self_consistency",

@@ -22,6 +22,7 @@ PACKAGES = {
     "forkpath.store": ROOT / "store",
     "forkpath.models": ROOT / "forkpath" / "models",
     "forkpath.batch": ROOT / "forkpath" / "batch",
+    "forkpath.tools": ROOT / "forkpath" / "tools",
     "forkpath._cli": ROOT / "forkpath" / "_cli",
 }
 CORE = ROOT / "forkpath"
