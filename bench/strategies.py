@@ -3,7 +3,8 @@
 HumanEval (model ``local/qwen2.5-coder-0.5b`` by default): greedy decoding versus best-of-N
 reranked by the prompt's public examples, self-refine on the public examples, AlphaCodium, SED
 and AdaDec. Every row is judged by the hidden ``check`` of the task, run once on the answer the
-strategy returns; no strategy sees the hidden tests. GSM8K: greedy versus self-consistency.
+strategy returns; no strategy sees the hidden tests. GSM8K: greedy chain of thought versus self-consistency, program-of-thought (greedy and voting
+over 5 programs) and an agent with the ``python`` tool.
 
 Fixed subsets (the same for every row):
 - HumanEval: ``HumanEval/i`` for i = 0, 4, 8, ..., 160 (41 problems, spread over the set).
@@ -133,7 +134,40 @@ def gsm8k_rows() -> dict[str, Runner]:
         )
         return result.answer, {"stopped": result.stopped, "votes": result.info["votes"]}
 
-    return {"greedy": greedy, "self_consistency (n=5, T=0.7, majority)": self_consistency}
+    def pot(n: int, temperature: float) -> Runner:
+        async def run(task: Task, model: Model) -> tuple[str | None, dict[str, Any]]:
+            result = await _strategy(
+                "program_of_thought",
+                {"n": n, "temperature": temperature, "max_tokens": MATH_TOKENS},
+                task,
+                model,
+            )
+            return result.answer, {"stopped": result.stopped, "votes": result.info["votes"]}
+
+        return run
+
+    async def agent(task: Task, model: Model) -> tuple[str | None, dict[str, Any]]:
+        from forkpath.models import Message
+        from forkpath.tools import open_tools, run_agent
+
+        messages = [Message(role="system", content=AGENT_SYSTEM), Message(role="user", content=task.prompt)]
+        async with open_tools(["python"]) as kit:
+            outcome = await run_agent(model, messages, kit, max_steps=4, max_tokens=MATH_TOKENS)
+        return outcome.answer, {"stopped": outcome.stopped, "steps": len(outcome.steps)}
+
+    return {
+        "greedy": greedy,
+        "self_consistency (n=5, T=0.7, majority)": self_consistency,
+        "program_of_thought (greedy)": pot(1, 0.0),
+        "program_of_thought (n=5, T=0.7, vote)": pot(5, 0.7),
+        "agent (python tool, 4 steps)": agent,
+    }
+
+
+AGENT_SYSTEM = (
+    "You are a careful problem solver. Use the python tool to compute every number (print the "
+    "results), then answer in one sentence ending with 'The answer is N.' where N is the final number."
+)
 
 
 def load_results() -> list[dict[str, Any]]:
@@ -159,6 +193,8 @@ async def run_one(
     verdict = await judge.verify(task, answer or "")
     usage: Usage = meter.total
     return {
+        "tool_calls": meter.tool_calls,
+        "tool_s": round(meter.tool_seconds, 2),
         "suite": suite,
         "row": row,
         "task": task.id,
@@ -265,7 +301,7 @@ def report(model_id: str, again: bool = False) -> None:
         print(f"\n## {suite}: {model_id}, {len(common)} problems finished by every row shown")
         print(
             f"{'row':<42} {'pass@1':>7} {'solved':>7} {'calls/pb':>9} {'prompt tok/pb':>14} "
-            f"{'compl. tok/pb':>14} {'wall s/pb':>10}"
+            f"{'compl. tok/pb':>14} {'tool s/pb':>10} {'wall s/pb':>10}"
         )
         for row in rows:
             picked = [by_row[row][t] for t in common]
@@ -274,7 +310,7 @@ def report(model_id: str, again: bool = False) -> None:
             print(
                 f"{row:<42} {solved / n:>7.3f} {solved:>4}/{len(picked):<2} {sum(r['calls'] for r in picked) / n:>9.1f} "
                 f"{sum(r['prompt_tokens'] for r in picked) / n:>14.0f} {sum(r['completion_tokens'] for r in picked) / n:>14.0f} "
-                f"{sum(r['wall_s'] for r in picked) / n:>10.1f}"
+                f"{sum(r.get('tool_s', 0.0) for r in picked) / n:>10.2f} {sum(r['wall_s'] for r in picked) / n:>10.1f}"
             )
 
 

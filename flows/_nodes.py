@@ -149,6 +149,7 @@ def make_node(name: str, node: NodeSpec, runtime: FlowRuntime) -> Any:
         "prompt": _run_prompt,
         "join": _run_join,
         "flow": _run_subflow,
+        "agent": _run_agent,
     }[node.kind]
 
     async def execute(state: FlowState) -> dict[str, Any]:
@@ -267,6 +268,58 @@ async def _run_join(name: str, node: NodeSpec, runtime: FlowRuntime, state: Flow
     else:
         chosen = max(candidates, key=lambda c: (bool(c.get("passed")), c.get("score") or float("-inf")))
     return {"answer": chosen["text"], "passed": chosen.get("passed"), "score": chosen.get("score")}
+
+
+async def _run_agent(name: str, node: NodeSpec, runtime: FlowRuntime, state: FlowState) -> dict[str, Any]:
+    from forkpath.tools import open_tools, run_agent
+
+    spec = node.agent
+    assert spec is not None
+    task = task_of(state)
+    question = render(node.prompt, runtime, state) if node.prompt is not None else task.prompt
+    messages = [Message(role="user", content=question)]
+    if spec.system:
+        messages.insert(0, Message(role="system", content=spec.system))
+    visit = state.get("visits", {}).get(name, 0)
+    with runtime.budget.open():
+        async with open_tools(spec.tools) as kit:
+            outcome = await run_agent(
+                runtime.model(spec.model),
+                messages,
+                kit,
+                max_steps=spec.max_steps,
+                max_tokens=spec.max_tokens,
+                temperature=spec.temperature,
+                name=name,
+                budget=runtime.budget,
+                sample_index=visit,
+            )
+    verifier = runtime.verifier()
+    passed: bool | None = None
+    score: float | None = None
+    if verifier is not None and outcome.answer is not None:
+        verdict = await verifier.verify(task, outcome.answer)
+        passed, score = verdict.passed, verdict.score
+    return {
+        "answer": outcome.answer,
+        "passed": passed,
+        "score": score,
+        "candidates": [
+            {
+                "text": outcome.answer or "",
+                "model": runtime.spec.models[spec.model].model,
+                "node": name,
+                "passed": passed,
+                "score": score,
+            }
+        ],
+        "_step": {
+            "stopped": outcome.stopped,
+            "agent_steps": len(outcome.steps),
+            "tool_calls": outcome.tool_calls,
+            "tool_seconds": round(outcome.tool_seconds, 3),
+        },
+    }
 
 
 async def _run_subflow(name: str, node: NodeSpec, runtime: FlowRuntime, state: FlowState) -> dict[str, Any]:

@@ -40,12 +40,13 @@ from pydantic import (
 )
 
 from forkpath import BudgetLimits, DatasetSpec
-from forkpath._params import Int
+from forkpath._params import Int, Temperature, Tokens
 from forkpath.flows._lines import LineMap, render_validation_error
 from forkpath.store import StoreConfig
 
 END = "end"
-NodeKind = Literal["strategy", "verifier", "model", "prompt", "join", "flow"]
+NodeKind = Literal["strategy", "verifier", "model", "prompt", "join", "flow", "agent"]
+_KINDS = ("strategy", "verifier", "model", "join", "flow", "agent")
 _NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
@@ -95,9 +96,26 @@ class VerifierSpec(_Spec):
     """Parameters of the verifier's factory."""
 
 
+class AgentSpec(_Spec):
+    """An agent node: a model that calls tools in a loop until it answers (ReAct)."""
+
+    model: ModelName
+    """The flow model that thinks and calls tools (it needs the tool_calls capability)."""
+    tools: list[str | dict[str, Any]] = Field(default_factory=list)
+    """Tools by name (``python``, ``calculator``), with parameters (``{name: python, timeout_s:
+    5}``), or MCP servers (``{mcp: {command: python, args: [server.py]}}``)."""
+    system: str | None = None
+    """The agent's system message."""
+    max_steps: Annotated[Int, Field(ge=1, le=100)] = 8
+    """Most model calls (each may call several tools)."""
+    max_tokens: Tokens = 512
+    """Most tokens per model call."""
+    temperature: Temperature = 0.0
+
+
 class NodeSpec(_Spec):
-    """One step of a flow. Exactly one of ``strategy``, ``verifier``, ``model``, ``join``, ``flow``
-    is set, or ``prompt`` alone (a prompt node rewrites the prompt that later nodes see)."""
+    """One step of a flow. Exactly one of ``strategy``, ``verifier``, ``model``, ``join``, ``flow``,
+    ``agent`` is set, or ``prompt`` alone (a prompt node rewrites the prompt that later nodes see)."""
 
     strategy: Text | None = None
     """Registry name of a strategy (``best_of_n``, ...)."""
@@ -112,6 +130,9 @@ class NodeSpec(_Spec):
     """Merge parallel branches: the best-scoring candidate, a majority vote, or the first that passed."""
     flow: Text | None = None
     """Path of a sub-flow file (relative to this flow's file)."""
+    agent: AgentSpec | None = None
+    """An agent loop over a model with tools; the node's ``prompt`` (a template) is its task,
+    by default the task's prompt."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Parameters of the strategy/verifier factory (or max_tokens/temperature of a model call)."""
     models: dict[str, str] = Field(default_factory=dict)
@@ -122,15 +143,15 @@ class NodeSpec(_Spec):
 
     @model_validator(mode="after")
     def _one_kind(self) -> NodeSpec:
-        set_kinds = [k for k in ("strategy", "verifier", "model", "join", "flow") if getattr(self, k)]
+        set_kinds = [k for k in _KINDS if getattr(self, k)]
         if len(set_kinds) > 1:
             raise ValueError(f"a node is one kind; this one sets {' and '.join(set_kinds)}")
         if not set_kinds and self.prompt is None:
-            raise ValueError("a node needs one of strategy, verifier, model, prompt, join, flow")
+            raise ValueError("a node needs one of strategy, verifier, model, prompt, join, flow, agent")
         if self.model and self.prompt is None:
             raise ValueError("a model node needs a prompt template")
         kind = self.kind
-        if self.prompt is not None and kind not in ("model", "prompt"):
+        if self.prompt is not None and kind not in ("model", "prompt", "agent"):
             hint = " (a strategy's own template goes in params: {prompt: ...})" if kind == "strategy" else ""
             raise ValueError(f"a {kind} node takes no prompt{hint}")
         if self.params and kind not in ("strategy", "verifier", "model"):
@@ -141,9 +162,9 @@ class NodeSpec(_Spec):
 
     @property
     def kind(self) -> NodeKind:
-        for k in ("strategy", "verifier", "model", "join", "flow"):
+        for k in _KINDS:
             if getattr(self, k):
-                return k
+                return k  # type: ignore[return-value]
         return "prompt"
 
 

@@ -31,7 +31,7 @@ from forkpath._types import Task
 from forkpath.flows._lines import LineMap, Path_, first_problem, label, one_line, plain
 from forkpath.flows._schema import END, FlowSpec, NodeSpec, spec_from_data
 from forkpath.flows._yaml import load_yaml_file
-from forkpath.models import backend_for, check_capabilities, check_model
+from forkpath.models import ModelCapabilities, backend_for, check_capabilities, check_model
 
 STATE_NAMES = {"answer", "passed", "score", "visits", "budget", "steps", "task", "prompt"}
 """Names a template or condition may use besides the task's fields."""
@@ -122,6 +122,8 @@ def _check_names(spec: FlowSpec, lines: LineMap) -> None:
                     f"nodes.{name}.models.{role}: no model named {target!r} ({_known(spec.models)})",
                     (*where, "models", role),
                 )
+        if node.agent:
+            _check_agent(spec, name, node, lines)
     for i, edge in enumerate(spec.edges):
         if edge.source not in spec.nodes:
             raise lines.error(
@@ -133,6 +135,29 @@ def _check_names(spec: FlowSpec, lines: LineMap) -> None:
                     f"edges[{i}].to: no node named {target!r} ({_known(spec.nodes)}, or {END})",
                     ("edges", i, "to"),
                 )
+
+
+def _check_agent(spec: FlowSpec, name: str, node: NodeSpec, lines: LineMap) -> None:
+    from forkpath.tools import check_tool_refs
+
+    assert node.agent is not None
+    where = ("nodes", name, "agent")
+    target = node.agent.model
+    if target not in spec.models:
+        raise lines.error(
+            f"nodes.{name}.agent.model: no model named {target!r} ({_known(spec.models)})", (*where, "model")
+        )
+    model = spec.models[target]
+    try:
+        check_capabilities(
+            check_model(model.model, model.options),
+            ModelCapabilities(tool_calls=True),
+            model_id=model.model,
+            by=f"the agent of node {name}",
+        )
+        check_tool_refs(node.agent.tools)
+    except ConfigError as e:
+        raise lines.error(f"nodes.{name}.agent: {e}", where) from None
 
 
 def _known(names: dict[str, Any]) -> str:

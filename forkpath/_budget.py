@@ -32,6 +32,8 @@ class BudgetLimits(BaseModel):
     """Wall-clock seconds since the budget was first opened."""
     max_cost: float | None = Field(default=None, ge=0)
     """US dollars, where providers' prices are known."""
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    """Tool calls made by agents."""
 
 
 class Budget(UsageMeter):
@@ -62,7 +64,8 @@ class Budget(UsageMeter):
         return 0.0 if self.started is None else time.monotonic() - self.started
 
     def exhausted(self) -> str | None:
-        """The name of the first limit reached (``calls``, ``tokens``, ``seconds``, ``cost``), or None."""
+        """The name of the first limit reached (``calls``, ``tokens``, ``seconds``, ``cost``,
+        ``tool_calls``), or None."""
         total, limits = self.total, self.limits
         reached = None
         if limits.max_calls is not None and total.calls >= limits.max_calls:
@@ -73,6 +76,8 @@ class Budget(UsageMeter):
             reached = "seconds"
         elif limits.max_cost is not None and total.cost >= limits.max_cost:
             reached = "cost"
+        elif limits.max_tool_calls is not None and self.tool_calls >= limits.max_tool_calls:
+            reached = "tool_calls"
         if reached and not self._reported:
             self._reported = True
             emit(BudgetEvent(exhausted=reached))

@@ -104,7 +104,39 @@ class RoutingEvent(_Event):
 class BudgetEvent(_Event):
     type: Literal["budget"] = "budget"
     exhausted: str
-    """Which limit ran out: calls, tokens, seconds or cost."""
+    """Which limit ran out: calls, tokens, seconds, cost or tool_calls."""
+
+
+class ToolCallEvent(_Event):
+    """One tool call an agent made, and what it gave back."""
+
+    type: Literal["tool_call"] = "tool_call"
+    agent: str
+    """The agent (its node or model id)."""
+    step: int
+    tool: str
+    arguments: str
+    """As the model wrote them (JSON text, cut to 2,000 characters)."""
+    output: str
+    """The observation the model saw (cut to 2,000 characters)."""
+    error: bool = False
+    seconds: float = 0.0
+
+
+class AgentStepEvent(_Event):
+    """One step of an agent: what the model wrote and which tools it called."""
+
+    type: Literal["agent_step"] = "agent_step"
+    agent: str
+    step: int
+    text: str = ""
+    """What the model wrote besides its calls (cut to 2,000 characters)."""
+    tool_calls: list[str] = Field(default_factory=list)
+    """Names of the tools called in this step."""
+    problems: list[str] = Field(default_factory=list)
+    """Calls the model tried to write that could not be read."""
+    final: bool = False
+    """This step gave the answer."""
 
 
 class NodeEvent(_Event):
@@ -216,6 +248,8 @@ TraceEvent = Annotated[
     | SearchPathEvent
     | RoutingEvent
     | BudgetEvent
+    | ToolCallEvent
+    | AgentStepEvent
     | NodeEvent
     | FlowEvent
     | CandidateEvent

@@ -2,6 +2,7 @@
 
 - parallel: ``best_of_n``, ``self_consistency``, ``filter_and_cluster`` (the voting rule every
   vote follows: :func:`tally` over :class:`Ballot`);
+- program-aided: ``program_of_thought``;
 - chained and self-evaluating: ``cothink``, ``self_refine``, ``alphacodium``, ``sed``, ``adadec``,
   ``thought_budget``;
 - search: ``beam_search``, ``mcts``, ``token_tree_search``;
@@ -22,6 +23,7 @@ from forkpath.strategies._cascade import cascade
 from forkpath.strategies._cothink import cothink
 from forkpath.strategies._filter_cluster import filter_and_cluster
 from forkpath.strategies._mcts import mcts
+from forkpath.strategies._program_of_thought import program_of_thought
 from forkpath.strategies._sed import sed
 from forkpath.strategies._segment_offload import segment_offload
 from forkpath.strategies._self_consistency import self_consistency
@@ -47,6 +49,7 @@ __all__ = [
     "cothink",
     "filter_and_cluster",
     "mcts",
+    "program_of_thought",
     "sed",
     "segment_offload",
     "self_consistency",

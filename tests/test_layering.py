@@ -23,6 +23,7 @@ PACKAGES = {
     "forkpath.models": ROOT / "forkpath" / "models",
     "forkpath.batch": ROOT / "forkpath" / "batch",
     "forkpath.server": ROOT / "forkpath" / "server",
+    "forkpath.tools": ROOT / "forkpath" / "tools",
     "forkpath._cli": ROOT / "forkpath" / "_cli",
 }
 CORE = ROOT / "forkpath"

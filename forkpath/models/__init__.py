@@ -33,6 +33,7 @@ from forkpath.models._resolve import (
 )
 from forkpath.models._sampling import Sampling, choose_token, sample_rng, sampling_distribution
 from forkpath.models._tokens import charge, teacher_force, token_model
+from forkpath.models._tool_calls import parse_tool_calls
 from forkpath.models._types import (
     GenerateChunk,
     GenerateRequest,
@@ -40,11 +41,13 @@ from forkpath.models._types import (
     Message,
     ModelCapabilities,
     TokenInfo,
+    ToolCall,
+    ToolSpec,
     TopLogprob,
     Usage,
 )
 from forkpath.models._uncertainty import entropy, entropy_lower, entropy_renorm, log_softmax, top1_margin
-from forkpath.models._usage import UsageMeter, record_usage, usage_meter
+from forkpath.models._usage import UsageMeter, record_tool_call, record_usage, usage_meter
 
 __all__ = [
     "Backend",
@@ -65,6 +68,8 @@ __all__ = [
     "Sampling",
     "TokenInfo",
     "TokenModel",
+    "ToolCall",
+    "ToolSpec",
     "TopLogprob",
     "Usage",
     "UsageMeter",
@@ -82,8 +87,10 @@ __all__ = [
     "log_softmax",
     "model_path",
     "model_present",
+    "parse_tool_calls",
     "prepare_model",
     "pull_model",
+    "record_tool_call",
     "record_usage",
     "require_shared_tokenizer",
     "sample_rng",

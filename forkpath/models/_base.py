@@ -231,6 +231,10 @@ class Model(ABC):
             raise CapabilityError(f"model {self.id} cannot continue a token-id prefix (no tokenizer access)")
         if request.is_continuation and not caps.prefix_continuation:
             raise CapabilityError(f"model {self.id} cannot continue a prefix (chat-only endpoint)")
+        if request.tools and not caps.tool_calls:
+            raise CapabilityError(
+                f"model {self.id} cannot call tools (its API or chat template has no tool calls)"
+            )
 
     def require(self, needs: ModelCapabilities, *, by: str) -> None:
         """Fail at configuration time if this model lacks what ``by`` (a component name) needs."""
@@ -253,6 +257,8 @@ def check_capabilities(caps: ModelCapabilities, needs: ModelCapabilities, *, mod
         missing.append("prefix continuation")
     if needs.prompt_scoring and not caps.prompt_scoring:
         missing.append("prompt scoring")
+    if needs.tool_calls and not caps.tool_calls:
+        missing.append("tool calls")
     if needs.batch_invariant and not caps.batch_invariant:
         missing.append("batch-invariant logits (load a local model with batch_invariant: true)")
     if missing:

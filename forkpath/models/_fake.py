@@ -20,6 +20,7 @@ import numpy as np
 
 from forkpath._errors import BadRequestError
 from forkpath.models._base import Model
+from forkpath.models._tool_calls import parse_tool_calls
 from forkpath.models._types import (
     GenerateChunk,
     GenerateRequest,
@@ -63,6 +64,7 @@ class FakeModel(Model):
                 tokenizer_id=tokenizer_id,
                 n_ctx=4096,
                 batch_invariant=True,  # teacher forcing is one next_token_logprobs call per position
+                tool_calls=True,  # scripted answers call tools in <tool_call> blocks
             ),
             **options,
         )
@@ -142,7 +144,10 @@ class FakeModel(Model):
     # -- generation ----------------------------------------------------------------------------
     @staticmethod
     def _prompt_text(messages: tuple[Message, ...]) -> str:
-        return "\n".join(f"{m.role}: {m.content}" for m in messages)
+        return "\n".join(
+            f"{m.role}: {m.content}" + "".join(f"\n<call {c.name} {c.arguments}>" for c in m.tool_calls)
+            for m in messages
+        )
 
     async def _stream(self, request: GenerateRequest) -> AsyncGenerator[GenerateChunk, None]:
         """One chunk per character, ``token_latency_s`` apart, then the result."""
@@ -196,10 +201,17 @@ class FakeModel(Model):
                     entropy=entropy(lp),
                 )
             )
-        return GenerateResult(
+        result = GenerateResult(
             model=self.id,
             text=answer,
             tokens=tokens,
             finish_reason=finish,  # type: ignore[arg-type]
             usage=Usage(calls=1, prompt_tokens=len(prompt), completion_tokens=len(answer)),
         )
+        if request.tools and request.tool_choice != "none":
+            # Scripted answers call tools the way local models do: <tool_call> blocks in the text.
+            content, calls, problems = parse_tool_calls(answer, id_prefix=f"call_{self.calls}")
+            result.text, result.tool_calls, result.tool_call_problems = content, calls, problems
+            if calls:
+                result.finish_reason = "tool_calls"
+        return result

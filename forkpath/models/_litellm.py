@@ -42,6 +42,7 @@ from forkpath.models._types import (
     GenerateResult,
     ModelCapabilities,
     TokenInfo,
+    ToolCall,
     TopLogprob,
     Usage,
 )
@@ -89,10 +90,14 @@ def _litellm() -> Any:
 
 
 def _guess_capabilities(model_id: str, provider: str, api_base: str | None) -> ModelCapabilities:
+    # Function calling: the big providers have it; a self-hosted server may not (its template
+    # decides): override with `options: {capabilities: {tool_calls: false}}` where it lacks it.
     if provider in _NO_LOGPROBS or "/o1" in model_id or "/o3" in model_id:
-        return ModelCapabilities(prefix_continuation=False)
+        return ModelCapabilities(prefix_continuation=False, tool_calls=True)
     continuation = provider in _COMPLETION_PROVIDERS and (api_base is not None or provider != "openai")
-    return ModelCapabilities(logprobs=True, top_logprobs=20, prefix_continuation=continuation)
+    return ModelCapabilities(
+        logprobs=True, top_logprobs=20, prefix_continuation=continuation, tool_calls=True
+    )
 
 
 def capabilities_for(model_id: str, api_base: str | None = None) -> ModelCapabilities:
@@ -175,7 +180,14 @@ class LiteLLMModel(Model):
                 response = await litellm.atext_completion(**params)
                 return self._parse_text(response, request)
             assert request.messages is not None
-            params["messages"] = [m.model_dump() for m in request.messages]
+            params["messages"] = [m.openai() for m in request.messages]
+            if request.tools:
+                params["tools"] = [t.openai() for t in request.tools]
+                params["tool_choice"] = (
+                    request.tool_choice
+                    if request.tool_choice in ("auto", "none", "required")
+                    else {"type": "function", "function": {"name": request.tool_choice}}
+                )
             if request.wants_logprobs:
                 params["logprobs"] = True
                 if request.top_logprobs:
@@ -309,11 +321,20 @@ class LiteLLMModel(Model):
                     ],
                 )
             )
+        calls = [
+            ToolCall(
+                id=str(getattr(call, "id", None) or f"call_{i}"),
+                name=call.function.name or "",
+                arguments=call.function.arguments or "{}",
+            )
+            for i, call in enumerate(getattr(choice.message, "tool_calls", None) or [])
+        ]
         return GenerateResult(
             model=self.id,
             text=choice.message.content or "",
             tokens=tokens,
-            finish_reason=_finish(choice.finish_reason),
+            finish_reason="tool_calls" if calls else _finish(choice.finish_reason),
+            tool_calls=calls,
             usage=self._usage(response),
         )
 

@@ -35,6 +35,8 @@ class BundledModel:
     tokenizer_id: str
     size_mb: int
     chat_format: str | None = None
+    tool_calls: bool = False
+    """Its chat template declares tools and asks for ``<tool_call>`` blocks."""
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -55,6 +57,7 @@ BUNDLED: dict[str, BundledModel] = {
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             tokenizer_id="qwen2.5",
             size_mb=535,
+            tool_calls=True,
         ),
         BundledModel(
             name="qwen2.5-coder-1.5b",
@@ -63,6 +66,7 @@ BUNDLED: dict[str, BundledModel] = {
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             tokenizer_id="qwen2.5",
             size_mb=1153,
+            tool_calls=True,
         ),
     )
 }

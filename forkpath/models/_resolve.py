@@ -81,6 +81,20 @@ class FakeOptions(ModelOptions):
     fail_on: dict[str, str] | None = None
 
 
+class AgentOptions(ModelOptions):
+    """Options of ``agent/<model>``: an agent loop over a model that calls tools."""
+
+    tools: list[str | dict[str, Any]] = Field(default_factory=list)
+    """Tools by name (``python``, ``calculator``), with parameters (``{name: python, timeout_s:
+    5}``), or MCP servers (``{mcp: {command: ..., args: [...]}}``)."""
+    system: str | None = None
+    """System message of the agent (used when a request has none)."""
+    max_steps: int = Field(default=8, ge=1, le=100)
+    """Most model calls per answer."""
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the inner model."""
+
+
 FULL_ACCESS: dict[str, Any] = {
     "logprobs": True,
     "top_logprobs": 100,  # the llama.cpp backend's MAX_TOP_LOGPROBS, without importing llama.cpp
@@ -171,16 +185,22 @@ def _given(options: ModelOptions) -> dict[str, Any]:
 def _llamacpp_capabilities(model_id: str, options: LlamaCppOptions) -> ModelCapabilities:
     prefix, _, rest = model_id.partition("/")
     tokenizer = options.tokenizer_id
-    if prefix == "local" and tokenizer is None:
+    tools = False  # a GGUF file's template is known once it is loaded; bundled ones say so here
+    if prefix == "local":
         from forkpath.models import _local
 
-        tokenizer = _local.bundled(rest).tokenizer_id
-    return ModelCapabilities(**FULL_ACCESS, batch_invariant=options.batch_invariant, tokenizer_id=tokenizer)
+        info = _local.bundled(rest)
+        tokenizer = tokenizer or info.tokenizer_id
+        tools = info.tool_calls
+    return ModelCapabilities(
+        **FULL_ACCESS, batch_invariant=options.batch_invariant, tokenizer_id=tokenizer, tool_calls=tools
+    )
 
 
 def _fake_capabilities(model_id: str, options: FakeOptions) -> ModelCapabilities:
     return ModelCapabilities(
-        **{**FULL_ACCESS, "top_logprobs": 20, "batch_invariant": True}, tokenizer_id=options.tokenizer_id
+        **{**FULL_ACCESS, "top_logprobs": 20, "batch_invariant": True, "tool_calls": True},
+        tokenizer_id=options.tokenizer_id,
     )
 
 
@@ -188,6 +208,27 @@ def _litellm_capabilities(model_id: str, options: LiteLLMOptions) -> ModelCapabi
     from forkpath.models._litellm import capabilities_for
 
     return capabilities_for(model_id.removeprefix("litellm/"), options.api_base)
+
+
+def _create_agent(model_id: str, options: AgentOptions, cache: GenerationCache | None) -> Model:
+    from forkpath.tools import make_agent_model
+
+    return make_agent_model(model_id, options, cache)
+
+
+def _agent_capabilities(model_id: str, options: AgentOptions) -> ModelCapabilities:
+    inner = model_id.split("/", 1)[1] if "/" in model_id else ""
+    if not inner:
+        raise ConfigError(
+            f"an agent model is agent/<model>, e.g. agent/local/qwen2.5-coder-0.5b; got {model_id!r}"
+        )
+    caps = check_model(inner, options.model_options)
+    if not caps.tool_calls:
+        raise ConfigError(f"{model_id}: model {inner} cannot call tools, so it cannot be an agent")
+    from forkpath.tools import check_tool_refs
+
+    check_tool_refs(options.tools)
+    return ModelCapabilities(n_ctx=caps.n_ctx)
 
 
 def _prepare_llamacpp(model_id: str, options: LlamaCppOptions) -> None:
@@ -205,6 +246,7 @@ _BUILTIN = (
     Backend("local", LlamaCppOptions, _create_llamacpp, _llamacpp_capabilities, _prepare_llamacpp),
     Backend("llamacpp", LlamaCppOptions, _create_llamacpp, _llamacpp_capabilities, _prepare_llamacpp),
     Backend("litellm", LiteLLMOptions, _create_litellm, _litellm_capabilities),
+    Backend("agent", AgentOptions, _create_agent, _agent_capabilities),
 )
 for _backend in _BUILTIN:
     backends.register(_backend.prefix)(_backend)

@@ -4,20 +4,83 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from forkpath.models._sampling import Sampling
 
 
-class Message(BaseModel):
-    """One chat message."""
+class ToolSpec(BaseModel):
+    """A function the model may call, as OpenAI's function-calling schema describes it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    role: Literal["system", "user", "assistant"]
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    """A JSON schema of the arguments object."""
+
+    def openai(self) -> dict[str, Any]:
+        """The ``{"type": "function", "function": {...}}`` form of chat APIs and chat templates."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+class ToolCall(BaseModel):
+    """A call the model asked for: a tool name and its arguments as the model wrote them (JSON)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str
+    arguments: str = "{}"
+    """The arguments object as JSON text, exactly as generated (it may be malformed)."""
+
+    def parsed_arguments(self) -> dict[str, Any]:
+        """The arguments as a dict; raises ``ValueError`` naming the problem if they are not one."""
+        try:
+            value = json.loads(self.arguments or "{}")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"arguments of {self.name} are not JSON: {e.msg} at character {e.pos}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"arguments of {self.name} must be a JSON object, not {type(value).__name__}")
+        return value
+
+
+class Message(BaseModel):
+    """One chat message: a turn of the system, user or assistant, or a tool's result.
+
+    An assistant turn that calls tools carries ``tool_calls``; each result comes back as a
+    ``tool`` message with the call's ``tool_call_id``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Calls made in an assistant turn."""
+    tool_call_id: str | None = None
+    """For a ``tool`` message: which call this is the result of."""
+    name: str | None = None
+    """For a ``tool`` message: the tool's name."""
+
+    def openai(self) -> dict[str, Any]:
+        """The message as chat APIs and chat templates take it."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
 
 
 class GenerateRequest(BaseModel):
@@ -65,12 +128,27 @@ class GenerateRequest(BaseModel):
     """How many alternatives to return per generated token (0: none)."""
     logprobs: bool = False
     """Return the chosen token's logprob (implied by ``top_logprobs > 0``)."""
+    tools: tuple[ToolSpec, ...] = ()
+    """Functions the model may call (models with the ``tool_calls`` capability)."""
+    tool_choice: str = "auto"
+    """Whether the model may (``auto``), must not (``none``) or must (``required``) call a tool,
+    or the name of the one tool it must call."""
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:
         given = [x is not None for x in (self.messages, self.prompt, self.prompt_tokens)]
         if sum(given) != 1:
             raise ValueError("give exactly one of messages, prompt, prompt_tokens")
+        return self
+
+    @model_validator(mode="after")
+    def _known_tool_choice(self) -> GenerateRequest:
+        names = {t.name for t in self.tools}
+        if self.tool_choice not in ("auto", "none", "required") and self.tool_choice not in names:
+            raise ValueError(
+                f"tool_choice is auto, none, required or the name of a tool ({', '.join(sorted(names)) or 'none given'}), "
+                f"not {self.tool_choice!r}"
+            )
         return self
 
     @property
@@ -162,7 +240,7 @@ class Usage(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
 
-FinishReason = Literal["stop", "length", "error", "unknown"]
+FinishReason = Literal["stop", "length", "tool_calls", "error", "unknown"]
 
 
 class GenerateResult(BaseModel):
@@ -176,6 +254,11 @@ class GenerateResult(BaseModel):
     tokens: list[TokenInfo] = Field(default_factory=list)
     """Per-token detail where the backend gives it (empty otherwise)."""
     finish_reason: FinishReason = "unknown"
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    """Calls the model made (``finish_reason`` is then ``tool_calls``); ``text`` is what it wrote
+    besides them."""
+    tool_call_problems: list[str] = Field(default_factory=list)
+    """Calls the model tried to write that could not be read (an agent shows them to the model)."""
     usage: Usage = Field(default_factory=Usage)
     latency_s: float = 0.0
     cached: bool = False
@@ -234,6 +317,9 @@ class ModelCapabilities(BaseModel):
     """Identity of the vocabulary; equal ids mean token ids can be mixed between models."""
     n_ctx: int | None = None
     """Context window in tokens, when known."""
+    tool_calls: bool = False
+    """Takes ``tools`` and returns ``tool_calls`` (API function calling, or a chat template
+    that declares tools and a format forkpath reads)."""
     batch_invariant: bool = False
     """A token's logits are the same bits whether evaluated alone or in a batch, so batched
     teacher forcing (C5) agrees exactly with one-token decoding (local ``batch_invariant: true``)."""

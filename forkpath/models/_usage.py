@@ -21,10 +21,18 @@ from forkpath.models._types import GenerateResult, Usage
 
 
 class UsageMeter:
-    """Calls, tokens and cost per model id, accumulated while the meter is open."""
+    """Calls, tokens and cost per model id, and tool calls, accumulated while the meter is open."""
 
     def __init__(self) -> None:
         self.by_model: dict[str, Usage] = {}
+        self.tool_calls = 0
+        """Tool calls made by agents inside the meter."""
+        self.tool_seconds = 0.0
+        """Wall seconds those tool calls took."""
+
+    def record_tool(self, seconds: float) -> None:
+        self.tool_calls += 1
+        self.tool_seconds += seconds
 
     def record(self, result: GenerateResult) -> None:
         self.by_model[result.model] = self.by_model.get(result.model, Usage()) + result.usage
@@ -55,3 +63,9 @@ def record_usage(result: GenerateResult) -> None:
     """Record one call into every open meter (called by :class:`Model` after each call)."""
     for meter in _active.get():
         meter.record(result)
+
+
+def record_tool_call(seconds: float) -> None:
+    """Record one tool call into every open meter (called by the agent loop after each call)."""
+    for meter in _active.get():
+        meter.record_tool(seconds)

@@ -68,6 +68,8 @@ CASES: list[tuple[str, str, dict[str, Any], int | None, str]] = [
         "is Jinja; a strategy's prompt is a format string",
     ),
     ("self_consistency", "strategy", {"n": 0}, 0, "n: Input should be greater than or equal to 1"),
+    ("program_of_thought", "strategy", {"n": 0}, 0, "n: Input should be greater than or equal to 1"),
+    ("program_of_thought", "strategy", {"timeout_s": 0}, 0, "timeout_s: Input should be greater than 0"),
     ("self_consistency", "strategy", {"temperature": math.inf}, 0, "temperature:"),
     (
         "adadec",

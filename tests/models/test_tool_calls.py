@@ -1,0 +1,109 @@
+"""Tool calls in the model layer: the request's tools reach the model, its calls come back parsed.
+
+Real parts: litellm against llama.cpp's OpenAI-compatible server with function calling
+(``--chat_format chatml-function-calling``, SmolLM2); text-format parsing for local models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forkpath import CapabilityError
+from forkpath.models import GenerateRequest, Message, ToolCall, ToolSpec, get_model, parse_tool_calls
+from tests.conftest import free_port, wait_for_port
+
+MULTIPLY = ToolSpec(
+    name="multiply",
+    description="Multiply two integers.",
+    parameters={
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+        "required": ["a", "b"],
+    },
+)
+ASK = (Message(role="user", content="Multiply 6 by 7 with the tool."),)
+
+
+def test_text_tool_calls_are_parsed_and_garbled_ones_reported() -> None:
+    text = (
+        "I will compute it.\n"
+        '<tool_call>\n{"name": "multiply", "arguments": {"a": 6, "b": 7}}\n</tool_call>\n'
+        '<tool_call>{"name": "multiply", "arguments": "{\\"a\\": 1, \\"b\\": 2}"}</tool_call>\n'
+        '<tool_call>{"arguments": {}}</tool_call>\n'
+        "<tool_call>{not json"
+    )
+    content, calls, problems = parse_tool_calls(text)
+    assert content == "I will compute it."
+    assert [(c.name, c.parsed_arguments()) for c in calls] == [
+        ("multiply", {"a": 6, "b": 7}),
+        ("multiply", {"a": 1, "b": 2}),
+    ]
+    assert len(problems) == 2 and "expected" in problems[0] and "not closed" in problems[1]
+
+
+def test_tool_choice_must_name_a_given_tool_and_models_without_tools_refuse() -> None:
+    with pytest.raises(ValueError, match="tool_choice is auto, none, required or the name of a tool"):
+        GenerateRequest(messages=ASK, tools=(MULTIPLY,), tool_choice="divide")
+    with pytest.raises(ValueError, match="arguments of f are not JSON"):
+        ToolCall(id="1", name="f", arguments="{").parsed_arguments()
+    smol = get_model("local/smollm2-135m")  # its chat template has no tools
+    assert not smol.capabilities.tool_calls
+    with pytest.raises(CapabilityError, match="cannot call tools"):
+        smol.check_request(GenerateRequest(messages=ASK, tools=(MULTIPLY,)))
+
+
+@pytest.fixture(scope="module")
+def function_calling_server(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama.cpp's server with its chatml function-calling handler, serving SmolLM2."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("fc-server") / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "forkpath.models._llama_server",
+                *("--model", str(smollm2_path), "--host", "127.0.0.1", "--port", str(port)),
+                *("--n_ctx", "2048", "--chat_format", "chatml-function-calling", "--model_alias", "smollm2"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+async def test_tool_calls_through_litellm_and_a_server_with_function_calling(
+    function_calling_server: str,
+) -> None:
+    model = get_model("openai/smollm2", api_base=function_calling_server)
+    assert model.capabilities.tool_calls
+    result = await model.generate(
+        GenerateRequest(messages=ASK, tools=(MULTIPLY,), tool_choice="multiply", max_tokens=64)
+    )
+    assert result.finish_reason == "tool_calls" and len(result.tool_calls) == 1
+    call = result.tool_calls[0]
+    assert call.name == "multiply" and set(call.parsed_arguments()) == {"a", "b"}
+    # The call and its result go back as messages in OpenAI's shape, and the server takes them.
+    follow = await model.generate(
+        GenerateRequest(
+            messages=(
+                *ASK,
+                Message(role="assistant", content="", tool_calls=(call,)),
+                Message(role="tool", content="42", tool_call_id=call.id, name="multiply"),
+            ),
+            tools=(MULTIPLY,),
+            tool_choice="none",
+            max_tokens=16,
+        )
+    )
+    assert follow.tool_calls == [] and follow.finish_reason in ("stop", "length")
