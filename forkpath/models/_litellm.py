@@ -203,12 +203,19 @@ class LiteLLMModel(Model):
         """Stream with ``stream=True``: one chunk per delta the provider sends, then the result
         (usage from the provider's last chunk, ``stream_options.include_usage``; litellm counts
         the tokens itself when a server sends none)."""
+        if request.tools:
+            # Tool-call deltas arrive as fragments of JSON arguments; one call is one piece.
+            result = await self._generate(request)
+            if result.text:
+                yield GenerateChunk(text=result.text, tokens=result.tokens)
+            yield GenerateChunk(result=result)
+            return
         litellm = _litellm()
         params = {**self._common_params(request), "stream": True, "stream_options": {"include_usage": True}}
         chat = not request.is_continuation
         if chat:
             assert request.messages is not None
-            params["messages"] = [m.model_dump() for m in request.messages]
+            params["messages"] = [m.openai() for m in request.messages]
             if request.wants_logprobs:
                 params["logprobs"] = True
                 if request.top_logprobs:

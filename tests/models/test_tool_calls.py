@@ -107,3 +107,13 @@ async def test_tool_calls_through_litellm_and_a_server_with_function_calling(
         )
     )
     assert follow.tool_calls == [] and follow.finish_reason in ("stop", "length")
+
+
+async def test_a_streamed_request_with_tools_carries_its_tool_calls(function_calling_server: str) -> None:
+    model = get_model("openai/smollm2", api_base=function_calling_server)
+    request = GenerateRequest(messages=ASK, tools=(MULTIPLY,), tool_choice="multiply", max_tokens=64)
+    chunks = [c async for c in model.stream(request)]
+    result = chunks[-1].result
+    assert result is not None and result.finish_reason == "tool_calls"
+    assert [c.name for c in result.tool_calls] == ["multiply"]
+    assert set(result.tool_calls[0].parsed_arguments()) == {"a", "b"}
