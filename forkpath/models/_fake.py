@@ -20,7 +20,7 @@ import numpy as np
 
 from forkpath._errors import BadRequestError
 from forkpath.models._base import Model
-from forkpath.models._tool_calls import parse_tool_calls
+from forkpath.models._tool_calls import read_tool_calls
 from forkpath.models._types import (
     GenerateChunk,
     GenerateRequest,
@@ -208,10 +208,5 @@ class FakeModel(Model):
             finish_reason=finish,  # type: ignore[arg-type]
             usage=Usage(calls=1, prompt_tokens=len(prompt), completion_tokens=len(answer)),
         )
-        if request.tools and request.tool_choice != "none":
-            # Scripted answers call tools the way local models do: <tool_call> blocks in the text.
-            content, calls, problems = parse_tool_calls(answer, id_prefix=f"call_{self.calls}")
-            result.text, result.tool_calls, result.tool_call_problems = content, calls, problems
-            if calls:
-                result.finish_reason = "tool_calls"
-        return result
+        # Scripted answers call tools the way local models do: <tool_call> blocks in the text.
+        return read_tool_calls(result, request, id_prefix=f"call_{self.calls}")

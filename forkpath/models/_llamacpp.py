@@ -46,6 +46,12 @@ import numpy as np
 from forkpath._errors import ContextWindowError, ModelError, ModelNotFoundError
 from forkpath.models._base import Model
 from forkpath.models._sampling import choose_token, sample_rng
+from forkpath.models._tool_calls import (
+    TOOL_CALL_TAGS,
+    forced_call_opening,
+    read_tool_calls,
+    template_supports_tools,
+)
 from forkpath.models._types import (
     FinishReason,
     GenerateRequest,
@@ -53,6 +59,7 @@ from forkpath.models._types import (
     Message,
     ModelCapabilities,
     TokenInfo,
+    ToolSpec,
     TopLogprob,
     Usage,
 )
@@ -88,7 +95,9 @@ class _Engine:
         self.eos = self.llm.token_eos()
         self.eot = {self.eos, *self._end_tokens()}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llamacpp-{path.stem}")
+        self.chat_template: str | None = self.llm.metadata.get("tokenizer.chat_template")
         self.chat_formatter = self._chat_formatter()
+        self.shown_specials = self._shown_specials()
         if batch_invariant:
             self._probe_batch_invariance()
 
@@ -143,7 +152,7 @@ class _Engine:
     def _chat_formatter(self) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        template = self.llm.metadata.get("tokenizer.chat_template")
+        template = self.chat_template
         if not template:
             return None
 
@@ -220,7 +229,17 @@ class _Engine:
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
     def piece(self, token: int) -> bytes:
-        return bytes(self.llm.detokenize([token]))
+        return self.shown_specials.get(token) or bytes(self.llm.detokenize([token]))
+
+    def _shown_specials(self) -> dict[int, bytes]:
+        """Special tokens that are part of the text a caller reads: the tool-call tags of
+        templates such as Qwen2.5's (``<tool_call>`` is one special token there)."""
+        shown = {}
+        for tag in TOOL_CALL_TAGS:
+            ids = self.llm.tokenize(tag.encode(), add_bos=False, special=True)
+            if len(ids) == 1:
+                shown[int(ids[0])] = tag.encode()
+        return shown
 
 
 _ENGINES: dict[tuple[str, int, bool], _Engine] = {}
@@ -355,6 +374,7 @@ class LlamaCppModel(Model):
                 tokenizer_id=vocab_id,
                 n_ctx=self._engine.n_ctx,
                 batch_invariant=batch_invariant,
+                tool_calls=template_supports_tools(self._engine.chat_template),
             ),
             **{"max_concurrency": 1, **options},
         )
@@ -378,17 +398,22 @@ class LlamaCppModel(Model):
     def detokenize(self, tokens: Sequence[int]) -> str:
         return bytes(self._engine.llm.detokenize(list(tokens))).decode("utf-8", errors="replace")
 
-    def chat_prefix(self, messages: Sequence[Message]) -> list[int]:
+    def chat_prefix(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), opening: str = ""
+    ) -> list[int]:
         """Token ids of ``messages`` under the model's chat template (a trailing assistant
-        message is left open, so generation continues it)."""
+        message is left open, so generation continues it). ``tools`` are rendered by the
+        template; ``opening`` is text the assistant's reply starts with (a forced tool call)."""
         engine = self._engine
         partial = messages[-1].content if messages and messages[-1].role == "assistant" else None
         turns = list(messages[:-1]) if partial is not None else list(messages)
         if engine.chat_formatter is None:
             text = "".join(f"{m.role}: {m.content}\n" for m in turns) + "assistant: "
         else:
-            text = engine.chat_formatter(messages=[m.model_dump() for m in turns]).prompt
-        text += partial or ""
+            text = engine.chat_formatter(
+                messages=[m.openai() for m in turns], tools=[t.openai() for t in tools] or None
+            ).prompt
+        text += (partial or "") + opening
         ids = engine.llm.tokenize(text.encode(), add_bos=False, special=True)
         bos = engine.llm.token_bos()
         add_bos = engine.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
@@ -429,12 +454,13 @@ class LlamaCppModel(Model):
             add_bos = self._engine.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
             return [bos, *ids] if add_bos and bos >= 0 else ids
         assert request.messages is not None
-        return self.chat_prefix(request.messages)
+        tools = request.tools if request.tool_choice != "none" else ()
+        return self.chat_prefix(request.messages, tools, forced_call_opening(request))
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
         prompt = self._prompt_ids(request)
         result: GenerateResult = await self._run(self._decode, prompt, request)
-        return result
+        return read_tool_calls(result, request, opening=forced_call_opening(request))
 
     def _decode(self, prompt: list[int], request: GenerateRequest) -> GenerateResult:
         """The decode loop (engine thread): sample, record logprobs/top-k/entropy, stop."""

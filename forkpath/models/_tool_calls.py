@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 
-from forkpath.models._types import ToolCall
+from forkpath.models._types import GenerateRequest, GenerateResult, ToolCall
 
 _CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
 TOOL_CALL_TAGS = ("<tool_call>", "</tool_call>")
@@ -63,3 +63,53 @@ def parse_tool_calls(text: str, *, id_prefix: str = "call") -> tuple[str, list[T
         calls.append(ToolCall(id=f"{id_prefix}_{len(calls)}", name=data["name"], arguments=text_arguments))
     content = _CALL.sub("", text).strip()
     return content, calls, problems
+
+
+def forced_call_opening(request: GenerateRequest) -> str:
+    """Text a local model's reply is made to start with so that it calls a tool when
+    ``tool_choice`` demands one: ``required`` opens a ``<tool_call>`` block, a tool's name also
+    writes the name, so the model fills in only the arguments."""
+    if not request.tools or request.tool_choice in ("auto", "none"):
+        return ""
+    if request.tool_choice == "required":
+        return "<tool_call>\n"
+    return f'<tool_call>\n{{"name": {json.dumps(request.tool_choice)}, "arguments":'
+
+
+def read_tool_calls(
+    result: GenerateResult, request: GenerateRequest, *, opening: str = "", id_prefix: str = "call"
+) -> GenerateResult:
+    """Move the ``<tool_call>`` blocks of a text reply into ``result.tool_calls`` (readable ones)
+    and ``result.tool_call_problems`` (garbled ones); a reply with calls finishes ``tool_calls``.
+    ``opening`` is the text the reply was made to start with (:func:`forced_call_opening`)."""
+    if not request.tools or request.tool_choice == "none":
+        return result
+    text = opening + result.text
+    if "<tool_call>" not in text:
+        text = _tag_bare_call(text, {t.name for t in request.tools})
+    content, calls, problems = parse_tool_calls(text, id_prefix=id_prefix)
+    result.text, result.tool_calls, result.tool_call_problems = content, calls, problems
+    if calls:
+        result.finish_reason = "tool_calls"
+    return result
+
+
+_FENCE = re.compile(r"\A```(?:json)?\s*(.*?)\s*```\Z", re.DOTALL)
+
+
+def _tag_bare_call(text: str, names: set[str]) -> str:
+    """Small models often answer a tool prompt with the call's JSON alone (Qwen2.5-Coder-0.5B
+    does, most of the time), without the ``<tool_call>`` tags: a reply that is nothing but one
+    JSON object naming a given tool (optionally in a code fence) is read as that call."""
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    body = fenced.group(1) if fenced else stripped
+    if not body.startswith("{"):
+        return text
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(data, dict) and data.get("name") in names:
+        return f"<tool_call>\n{body}\n</tool_call>"
+    return text

@@ -43,7 +43,8 @@ class PythonTool:
             name="python",
             description=(
                 "Run a Python 3 program and return what it prints (standard output). Use print() to "
-                "show results. No network; the standard library only; "
+                "show results; a last line that is an expression is shown as in a notebook. No "
+                "network; the standard library only; "
                 f"{self.limits.timeout_s:g} s time limit."
             ),
             parameters={
@@ -60,16 +61,38 @@ class PythonTool:
         code = arguments.get("code")
         if not isinstance(code, str) or set(arguments) - {"code"}:
             raise ValueError('python takes one argument, "code": the program as a string')
-        run = await run_program(extract_code(code), "", limits=self.limits)
+        run = await run_program(show_last_expression(extract_code(code)), "", limits=self.limits)
         details = {"exit_code": run.exit_code, "timed_out": run.timed_out}
         if run.timed_out:
             output = f"{run.stdout}\n[timed out after {self.limits.timeout_s:g} s]".strip()
             return ToolResult(output=clip(output, self.max_output), error=True, details=details)
         if run.exit_code != 0:
-            tail = "\n".join(run.stderr.strip().splitlines()[-6:])
+            tail = (
+                "\n".join(run.stderr.strip().splitlines()[-6:]) or run.message
+            )  # a syntax error has no stderr
             output = f"{run.stdout}\n[exit code {run.exit_code}]\n{tail}".strip()
             return ToolResult(output=clip(output, self.max_output), error=True, details=details)
         return ToolResult(output=clip(run.stdout, self.max_output) or "(no output)", details=details)
+
+
+def show_last_expression(code: str) -> str:
+    """``code`` with its last statement printed when that statement is a bare expression other
+    than a call to ``print`` (``123 * 457`` shows ``56211``, as a notebook cell would).
+    Code that does not parse is returned as it is, so the run reports the syntax error."""
+    try:
+        module = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code
+    last = module.body[-1] if module.body else None
+    if not isinstance(last, ast.Expr):
+        return code
+    call = last.value
+    if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "print":
+        return code
+    lines = code.splitlines()
+    head = "\n".join([*lines[: last.lineno - 1], lines[last.lineno - 1][: last.col_offset]])
+    expression = ast.get_source_segment(code, last) or ast.unparse(last)
+    return f"{head}__value = ({expression})\nif __value is not None:\n    print(repr(__value))\n"
 
 
 @tools.register("python")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from forkpath import Budget, BudgetLimits
 from forkpath._trace import AgentStepEvent, ToolCallEvent, Tracer
 from forkpath.models import FakeModel, Message, get_model, usage_meter
-from forkpath.tools import open_tools, run_agent, tool
+from forkpath.tools import PythonTool, open_tools, run_agent, tool
 
 ASK = [Message(role="user", content="What is 6 times 7? Use the tool.")]
 CALL = '<tool_call>\n{"name": "python", "arguments": {"code": "print(6 * 7)"}}\n</tool_call>'
@@ -81,3 +81,14 @@ async def test_an_agent_is_a_model() -> None:
     assert result.text == "The answer is 42."
     assert set(meter.by_model) == {"fake/m", "agent/fake/m"} and meter.by_model["fake/m"].calls == 2
     assert meter.by_model["agent/fake/m"].calls == 0  # the inner calls are counted once, where made
+
+
+async def test_the_python_tool_shows_a_last_expression_as_a_notebook_does() -> None:
+    tool = PythonTool()
+    shown = await tool.run({"code": "a = [1, 2]\nx = 3; sum(a) * x"})
+    printed = await tool.run({"code": "print('hi')"})
+    nothing = await tool.run({"code": "x = 1\nNone"})
+    broken = await tool.run({"code": "sum(("})
+    assert shown.output.strip() == "9" and printed.output.strip() == "hi"
+    assert nothing.output == "(no output)"
+    assert broken.error and "SyntaxError" in broken.output
