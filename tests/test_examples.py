@@ -21,10 +21,16 @@ SMALL = "local/smollm2-135m"
 
 
 def shrink(data: dict[str, Any], store: Path) -> dict[str, Any]:
+    agents = {node["agent"]["model"] for node in data["nodes"].values() if "agent" in node}
     data["models"] = {  # the same model everywhere, with the example's options (batch_invariant)
         name: {"model": SMALL, "options": spec.get("options", {})} if isinstance(spec, dict) else SMALL
         for name, spec in data["models"].items()
-    }
+        if name not in agents  # an agent keeps its model: SmolLM2's template has no tool calls
+    } | {name: data["models"][name] for name in agents}
+    for node in data["nodes"].values():
+        if "agent" in node:
+            node["agent"]["max_steps"] = min(node["agent"].get("max_steps", 8), 2)
+            node["agent"]["max_tokens"] = min(node["agent"].get("max_tokens", 512), 160)
     for node in data["nodes"].values():
         params = node.get("params", {})
         for key, cap in (
@@ -52,6 +58,7 @@ def test_there_are_examples() -> None:
         "tree_search_code",
         "self_consistency_math",
         "speculative",
+        "agent_math",
     } <= names
 
 
