@@ -100,7 +100,9 @@ _FENCE = re.compile(r"\A```(?:json)?\s*(.*?)\s*```\Z", re.DOTALL)
 def _tag_bare_call(text: str, names: set[str]) -> str:
     """Small models often answer a tool prompt with the call's JSON alone (Qwen2.5-Coder-0.5B
     does, most of the time), without the ``<tool_call>`` tags: a reply that is nothing but one
-    JSON object naming a given tool (optionally in a code fence) is read as that call."""
+    JSON object naming a given tool, or shaped ``{"name": ..., "arguments": ...}`` (an unknown
+    tool's name then comes back to the model as an observation), optionally in a code fence, is
+    read as that call."""
     stripped = text.strip()
     fenced = _FENCE.match(stripped)
     body = fenced.group(1) if fenced else stripped
@@ -110,6 +112,6 @@ def _tag_bare_call(text: str, names: set[str]) -> str:
         data = json.loads(body)
     except json.JSONDecodeError:
         return text
-    if isinstance(data, dict) and data.get("name") in names:
+    if isinstance(data, dict) and (data.get("name") in names or {"name", "arguments"} <= data.keys()):
         return f"<tool_call>\n{body}\n</tool_call>"
     return text

@@ -117,3 +117,34 @@ async def test_a_streamed_request_with_tools_carries_its_tool_calls(function_cal
     assert result is not None and result.finish_reason == "tool_calls"
     assert [c.name for c in result.tool_calls] == ["multiply"]
     assert set(result.tool_calls[0].parsed_arguments()) == {"a", "b"}
+
+
+@pytest.mark.parametrize(
+    ("text", "opening", "names"),
+    [
+        ('{"name": "multiply", "arguments": {"a": 6, "b": 7}}', "", ["multiply"]),
+        ('```json\n{"name": "multiply", "arguments": {"a": 6, "b": 7}}\n```', "", ["multiply"]),
+        ('{"name": "janet", "arguments": {"code": "1"}}', "", ["janet"]),  # unknown: the agent says so
+        ('{"a": 6, "b": 7}}', '<tool_call>\n{"name": "multiply", "arguments":', ["multiply"]),
+        ('{"name": "multiply", "arguments": {"a": 6, "b": 7}}', "<tool_call>\n", ["multiply"]),
+        ('{"answer": 42}', "", []),  # JSON that is not a call stays text
+        ("The answer is 42.", "", []),
+    ],
+)
+def test_local_replies_are_read_as_calls_only_when_they_are_calls(
+    text: str, opening: str, names: list[str]
+) -> None:
+    from forkpath.models import GenerateResult, Usage
+    from forkpath.models._tool_calls import read_tool_calls
+
+    request = GenerateRequest(messages=ASK, tools=(MULTIPLY,))
+    reply = GenerateResult(model="m", text=text, finish_reason="stop", usage=Usage(calls=1))
+    result = read_tool_calls(reply, request, opening=opening)
+    assert [c.name for c in result.tool_calls] == names
+    assert result.finish_reason == ("tool_calls" if names else "stop")
+    assert result.text == ("" if names else text)
+    untouched = read_tool_calls(
+        GenerateResult(model="m", text=text, finish_reason="stop", usage=Usage(calls=1)),
+        GenerateRequest(messages=ASK, tools=(MULTIPLY,), tool_choice="none"),
+    )
+    assert untouched.tool_calls == [] and untouched.text == text
