@@ -96,8 +96,14 @@ async def overhead(calls: int) -> None:
         ask = "What is the capital of France?"
         task = Task(id="bench", prompt=ask)
         body = {"messages": [{"role": "user", "content": ask}]}
-        with forkpath_serve(str(path)) as url:
-            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        with (
+            forkpath_serve(str(path), "--http", "h11") as h11_url,
+            forkpath_serve(str(path), "--http", "httptools") as url,
+        ):
+            async with (
+                httpx.AsyncClient(base_url=url, timeout=60) as client,
+                httpx.AsyncClient(base_url=h11_url, timeout=60) as h11_client,
+            ):
                 cases = {
                     "flow bench-flow": (
                         lambda: flow.run(task, trace=False),
@@ -114,26 +120,37 @@ async def overhead(calls: int) -> None:
                         },
                     ),
                 }
-                print(f"\n## overhead: {calls} sequential calls each, alternating, fake model")
-                print("| target | in-process p50 ms | HTTP p50 ms | overhead p50 ms | HTTP p99 ms |")
-                print("|---|---|---|---|---|")
+                print(
+                    f"\n## overhead: {calls} sequential calls each, alternating in-process / "
+                    "httptools server / h11 server, fake model"
+                )
+                print(
+                    "| target | in-process p50 ms | HTTP p50 ms | overhead p50 ms | HTTP p99 ms "
+                    "| h11 overhead p50 ms |"
+                )
+                print("|---|---|---|---|---|---|")
                 for name, (local, request) in cases.items():
                     inproc: list[float] = []
                     http: list[float] = []
+                    h11: list[float] = []
                     for i in range(calls + 10):
                         started = time.perf_counter()
                         await local()
                         took_local = time.perf_counter() - started
-                        started = time.perf_counter()
-                        response = await client.post("/v1/chat/completions", json=request)
-                        took_http = time.perf_counter() - started
-                        assert response.status_code == 200, response.text
+                        took = []
+                        for c in (client, h11_client):
+                            started = time.perf_counter()
+                            response = await c.post("/v1/chat/completions", json=request)
+                            took.append(time.perf_counter() - started)
+                            assert response.status_code == 200, response.text
                         if i >= 10:  # warm-up done
                             inproc.append(took_local)
-                            http.append(took_http)
-                    a, b = statistics.median(inproc), statistics.median(http)
+                            http.append(took[0])
+                            h11.append(took[1])
+                    a, b, c11 = statistics.median(inproc), statistics.median(http), statistics.median(h11)
                     print(
-                        f"| {name} | {a * 1000:.2f} | {b * 1000:.2f} | {(b - a) * 1000:.2f} | {_p(http, 0.99) * 1000:.2f} |"
+                        f"| {name} | {a * 1000:.2f} | {b * 1000:.2f} | {(b - a) * 1000:.2f} "
+                        f"| {_p(http, 0.99) * 1000:.2f} | {(c11 - a) * 1000:.2f} |"
                     )
 
 

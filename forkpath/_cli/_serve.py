@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+import click
 import typer
 
 from forkpath._cli._term import err_console
@@ -56,6 +57,12 @@ def serve(
         "(each model named is allowed).",
     ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level."),
+    http: str = typer.Option(
+        "auto",
+        "--http",
+        help="HTTP parser: auto (httptools when installed, else h11), httptools or h11.",
+        click_type=click.Choice(["auto", "httptools", "h11"]),
+    ),
 ) -> None:
     """Serve flows and strategies over an OpenAI-compatible HTTP API."""
     import uvicorn
@@ -99,7 +106,12 @@ def serve(
         f"flows: {names}; strategy targets: STRATEGY:MODEL over {', '.join(config.allow_models)}",
         highlight=False,
     )
-    uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    if http == "httptools":
+        try:
+            import httptools  # noqa: F401
+        except ImportError:
+            raise ConfigError("--http httptools needs httptools: pip install 'forkpath[serve]'") from None
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, http=http, timeout_graceful_shutdown=5)
 
 
 def _json_option(text: str, name: str) -> dict[str, dict[str, object]]:
