@@ -17,14 +17,12 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from forkpath._types import Task
 from forkpath.store import TrajectoryNode
 from forkpath.strategies._base import Context, Stopped, Strategy, StrategyResult, strategies
-from forkpath.strategies._search import OutOfBudget, SelectionRule, select_child
+from forkpath.strategies._search import OutOfBudget, SelectionRule, solved_status
 from forkpath.strategies._search_setup import StepSearchParams, finish_candidates, open_step_search
 from forkpath.strategies._search_steps import StepKind
 from forkpath.strategies._search_stepwise import ExpandMode, StepSearch
@@ -129,6 +127,9 @@ def mcts(
                     stopped = "early_stop"  # an earlier run (or another worker) solved it
             try:
                 while stopped == "done" and counters.iterations < max_simulations:
+                    top = await search.tree.get(root.key)
+                    if solved_status(top, finished=search.terminal(top)) is not None:
+                        break  # every way on is known (MCTS-Solver): nothing left to learn
                     if not search.writer.budget_left():
                         stopped = "budget"
                         break
@@ -148,7 +149,8 @@ def mcts(
 async def simulate(
     search: StepSearch, root: TrajectoryNode, selection: SelectionRule, c: float, c_base: float
 ) -> TrajectoryNode | None:
-    """One simulation; the evaluated leaf, or None when a node was held by another worker."""
+    """One simulation; the evaluated leaf, or None when it chose nothing to evaluate (a node was
+    held by another worker, or every child of a node turned out solved)."""
     tree = search.tree
     node = await tree.get(root.key)
     path = [node]
@@ -164,8 +166,10 @@ async def simulate(
             node = await tree.get(node.key)
             if search.terminal(node) or not node.children:
                 break
-        children = await tree.children(node)
-        node = select_child(selection, node, children, c=c, c_base=c_base)
+        chosen = await tree.select(selection, node, finished=search.terminal, c=c, c_base=c_base)
+        if chosen is None:
+            return None  # every child is solved, and now so is this node: choose again
+        node = chosen
         path.append(node)
     if node.rollout is None:
         if not await tree.claim(node):
@@ -174,24 +178,7 @@ async def simulate(
         async with tree.holding(node):
             node = await tree.get(node.key)
             if node.rollout is None:
-                return await _evaluate_with_virtual_loss(search, node, path)
+                return await tree.evaluate_visited(path, lambda: search.evaluate(node, path))
     assert node.rollout is not None
     await tree.backpropagate(path, node.rollout.value)
-    return node
-
-
-async def _evaluate_with_virtual_loss(
-    search: StepSearch, node: TrajectoryNode, path: list[TrajectoryNode]
-) -> TrajectoryNode:
-    tree = search.tree
-    await tree.visit(path)
-    try:
-        node = await search.evaluate(node, path)
-    except BaseException:
-        # Not evaluated after all (out of budget, cancelled): give the visit back.
-        with contextlib.suppress(Exception):
-            await asyncio.shield(tree.trajectories.backpropagate(tree.ns, [n.key for n in path], 0.0, -1))
-        raise
-    assert node.rollout is not None
-    await tree.credit(path, node.rollout.value)
     return node

@@ -29,8 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -40,18 +38,19 @@ from forkpath._prompts import task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities, TokenModel
 from forkpath.store import NewChild, TrajectoryNode
-from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
+from forkpath.strategies._base import Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._search import (
+    Found,
     OutOfBudget,
     SearchCounters,
     SearchTree,
     SelectionRule,
+    record_of,
     search_namespace,
     search_store,
-    select_child,
+    solved_status,
 )
 from forkpath.strategies._search_setup import answer_prefix as answer_prefix_of
-from forkpath.strategies._search_stepwise import best_index
 from forkpath.strategies._search_values import Verification
 
 BranchAt = Literal["auto", "token", "line", "uncertain"]
@@ -149,10 +148,12 @@ def token_tree_search(
             )
             root = await search.start()
             stopped: Stopped = "done"
-            if early_stop and root.rollout is not None and await search.solved(root):
+            if early_stop and root.rollout is not None and await search.found(root):
                 stopped = "early_stop"  # an earlier run or another worker found it
             try:
                 while stopped == "done" and counters.iterations < max_rollouts:
+                    if await search.solved(root):
+                        break  # every way on is known (MCTS-Solver): nothing left to learn
                     leaf = await search.simulate(root, selection, c, c_base)
                     if leaf is None:
                         continue
@@ -224,9 +225,11 @@ class _TokenSearch:
             return await self.tree.root(tokens=self._prompt_ids)
         return await self.tree.root(text="")
 
-    @staticmethod
-    def record(node: TrajectoryNode) -> dict[str, Any]:
-        return (node.rollout.verdict or {}) if node.rollout is not None else {}
+    record = staticmethod(record_of)
+
+    def finished(self, node: TrajectoryNode) -> bool:
+        """Evaluated, with no branch point left: its rollout is the only way on."""
+        return node.rollout is not None and not self.record(node).get("branches")
 
     # -- one simulation ---------------------------------------------------------------------------
     async def simulate(
@@ -239,12 +242,15 @@ class _TokenSearch:
         while node.rollout is not None:
             record = self.record(node)
             if not record.get("branches"):
-                break  # terminal: its rollout is the only way on
+                break  # finished: its rollout is the only way on (only the root gets here)
             if len(node.children) < record["branches"]:
                 # A worker stopped between recording the rollout and adding the children.
                 await tree.add_children(node, await self._children(node, record))
                 node = await tree.get(node.key)
-            node = select_child(selection, node, await tree.children(node), c=c, c_base=c_base)
+            chosen = await tree.select(selection, node, finished=self.finished, c=c, c_base=c_base)
+            if chosen is None:
+                return None  # every child is solved, and now so is this node: choose again
+            node = chosen
             path.append(node)
         if node.rollout is None:
             if not await tree.claim(node):
@@ -253,18 +259,7 @@ class _TokenSearch:
             async with tree.holding(node):
                 node = await tree.get(node.key)
                 if node.rollout is None:
-                    await tree.visit(path)
-                    try:
-                        node = await self.evaluate(node, path)
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            await asyncio.shield(
-                                tree.trajectories.backpropagate(tree.ns, [n.key for n in path], 0.0, -1)
-                            )
-                        raise
-                    assert node.rollout is not None
-                    await tree.credit(path, node.rollout.value)
-                    return node
+                    return await tree.evaluate_visited(path, lambda: self.evaluate(node, path))
         assert node.rollout is not None
         await tree.backpropagate(path, node.rollout.value)
         return node
@@ -417,39 +412,22 @@ class _TokenSearch:
 
     # -- the answer -------------------------------------------------------------------------------
     async def solved(self, root: TrajectoryNode) -> bool:
+        """The whole tree is solved (see :mod:`forkpath.strategies._search`)."""
+        node = await self.tree.get(root.key)
+        return solved_status(node, finished=self.finished(node)) is not None
+
+    async def found(self, root: TrajectoryNode) -> bool:
+        """The tree holds a program that passed."""
         candidates, chosen, _, _ = await self._candidates(root)
         return chosen is not None and bool(candidates[chosen].passed)
 
-    async def _candidates(
-        self, root: TrajectoryNode
-    ) -> tuple[list[Candidate], int | None, list[str], list[TrajectoryNode]]:
-        nodes = await self.tree.walk(await self.tree.get(root.key))
-        by_key = {n.key: n for n in nodes}
-        candidates: list[Candidate] = []
-        where: list[str] = []
-        seen: set[str] = set()
-        for node in nodes:
-            record = self.record(node)
-            if not record.get("own") or node.rollout is None or record["answer"] in seen:
-                continue  # reused rollouts, and rollouts that wrote a program already found
-            seen.add(record["answer"])
-            candidates.append(
-                Candidate(
-                    text=record["answer"],
-                    model=self.model.id,
-                    score=node.rollout.value,
-                    passed=record.get("passed"),
-                    verdict=record.get("verdict"),
-                )
-            )
-            where.append(node.key)
-        chosen = best_index(candidates)
-        path: list[str] = []
-        key: str | None = where[chosen] if chosen is not None else None
-        while key is not None:
-            path.append(key)
-            key = by_key[key].parent if key in by_key else None
-        return candidates, chosen, path[::-1], nodes
+    async def _candidates(self, root: TrajectoryNode) -> Found:
+        # Reused rollouts add no answer of their own: the node that rolled out has it.
+        return await self.tree.collect(
+            root,
+            self.model.id,
+            lambda node: self.record(node)["answer"] if self.record(node).get("own") else None,
+        )
 
     async def result(self, root: TrajectoryNode, stopped: Stopped) -> StrategyResult:
         candidates, chosen, path, nodes = await self._candidates(root)

@@ -104,8 +104,9 @@ async def test_exact_tree_on_the_fake_model(tmp_path: Path) -> None:
     greedy step, read from the rollout) and C (sampled), selects A (a tie: the first), evaluated
     from the root's rollout (reused, no call);  3 expands A into B1 (the greedy step, the last
     of the rollout: a complete answer, verified without a call) and B2, selects B1;
-    4 selects C (PUCT 0.866 against A's 0.789) and rolls it out: 0.0;  5 reaches the terminal
-    B1: 0.5 again;  6 selects B2, rolls it out: passes, 1.0: early stop. Five calls.
+    4 selects C (PUCT 0.866 against A's 0.789) and rolls it out: 0.0;  5 selects A (0.833
+    against C's 0.5), where B1 is solved (a finished answer that failed: never selected again),
+    so B2, rolls it out: passes, 1.0: early stop. Five calls.
     """
     store = open_store(str(tmp_path / "s.db"))
     model = CountingFake(SCRIPT)
@@ -114,14 +115,14 @@ async def test_exact_tree_on_the_fake_model(tmp_path: Path) -> None:
         result = await search()(TASK, Context({"default": model}, verifier, store=store))
     assert result.stopped == "early_stop" and result.answer == "A\nB2\n" and result.passed
     assert await tree_of(store, result.info["namespace"]) == {
-        "": (6, 3.0),
-        "A\n": (4, 2.5),
+        "": (5, 2.5),
+        "A\n": (3, 2.0),
         "C\n": (1, 0.0),
-        "A\nB1\n": (2, 1.0),
+        "A\nB1\n": (1, 0.5),
         "A\nB2\n": (1, 1.0),
     }
     info = result.info
-    assert (info["iterations"], info["generations"], info["reused"], info["evaluations"]) == (6, 5, 1, 5)
+    assert (info["iterations"], info["generations"], info["reused"], info["evaluations"]) == (5, 5, 1, 5)
     assert model.calls == 5 and result.usage["fake/m"].calls == 5
     assert model.log == [  # prompt | temperature | sample index | max tokens
         "user: Q?|0.0|0|512",  # the root's rollout
@@ -175,7 +176,7 @@ async def test_resume_after_a_budget_stop_needs_fewer_calls_than_a_cold_run(tmp_
     assert resumed.stopped == "early_stop" and resumed.answer == cold.answer
     assert (cold.info["generations"], first.info["generations"], again.calls) == (5, 4, 1)
     assert await tree_of(store, resumed.info["namespace"]) == {
-        "": (6, 3.0), "A\n": (4, 2.5), "C\n": (1, 0.0), "A\nB1\n": (2, 1.0), "A\nB2\n": (1, 1.0)
+        "": (5, 2.5), "A\n": (3, 2.0), "C\n": (1, 0.0), "A\nB1\n": (1, 0.5), "A\nB2\n": (1, 1.0)
     }  # fmt: skip
     await store.aclose()
 
@@ -279,8 +280,9 @@ async def test_two_workers_on_one_redis_never_redo_an_expansion() -> None:
     namespace = f"fptest-mcts-{uuid.uuid4().hex[:10]}"
     stores = [redis_store(), redis_store()]
     log: list[str] = []
-    models = [CountingFake(wide_script(), delay_s=0.005, log=log) for _ in range(2)]
-    target = Target("s01\ns11\ns21\n")
+    # Deep enough that 20 simulations cannot solve the whole tree (a solved root ends a search).
+    models = [CountingFake(wide_script(depth=4), delay_s=0.005, log=log) for _ in range(2)]
+    target = Target("s01\ns11\ns21\ns31\n")
     try:
         results = await asyncio.gather(
             *(

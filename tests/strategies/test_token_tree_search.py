@@ -90,9 +90,10 @@ def tts(**params: Any) -> Any:
 
 async def test_exact_tree_with_the_trajectory_cache(tmp_path: Path) -> None:
     """PG-TD's P-UCB (c=4, c_base=10), hand-computed. Rollouts: 1 the root ("abc", 0.5); 2 a,
-    3 b, 4 abc reuse the root's rollout (no call); 5 picks ac (P-UCB 1.818 against b's 1.409)
-    and rolls it out ("ac", 0); 6 and 7 revisit the terminal abc; 8 picks abd (1.556 against
-    1.408) and rolls it out: passes. Three generations in all."""
+    3 b, 4 abc reuse the root's rollout (no call); abc is finished (no branch point left) and
+    failed: solved, never selected again; 5 picks ac (P-UCB 1.818 against b's 1.409) and rolls
+    it out ("ac", 0: finished and failed too); 6 picks a (1.396 against x's 0.567), then b (ac
+    is solved), then abd (abc is solved), and rolls it out: passes. Three generations in all."""
     store = open_store(str(tmp_path / "s.db"))
     model = TableModel(TABLE)
     verifier = Rewards(REWARDS)
@@ -101,16 +102,16 @@ async def test_exact_tree_with_the_trajectory_cache(tmp_path: Path) -> None:
     assert result.stopped == "early_stop" and result.answer == "abd" and result.passed
     assert model.calls == ["", "ac", "abd"]
     assert await tree_of(store, result.info["namespace"]) == {
-        "": (8, 4.0),
-        "a": (7, 3.5),
+        "": (6, 3.0),
+        "a": (5, 2.5),
         "x": (0, 0.0),
-        "ab": (5, 3.0),
+        "ab": (3, 2.0),
         "ac": (1, 0.0),
-        "abc": (3, 1.5),
+        "abc": (1, 0.5),
         "abd": (1, 1.0),
     }
     info = result.info
-    assert (info["rollouts"], info["generations"], info["reused"], info["nodes"]) == (8, 3, 3, 7)
+    assert (info["rollouts"], info["generations"], info["reused"], info["nodes"]) == (6, 3, 3, 7)
     assert [(c.text, c.score) for c in result.candidates] == [("abc", 0.5), ("ac", 0.0), ("abd", 1.0)]
     assert verifier.seen == ["abc", "ac", "abd"]
     svg = render_tree(tracer.events, tmp_path / "t.svg").read_text()
@@ -130,7 +131,7 @@ async def test_text_prefixes_give_the_same_tree(tmp_path: Path) -> None:
     model = TableModel(TABLE)
     result = await tts(prefix="text")(TASK, Context({"default": model}, Rewards(REWARDS)))
     assert result.info["prefix"] == "text" and model.calls == ["", "ac", "abd"]
-    assert result.info["rollouts"] == 8 and result.answer == "abd"
+    assert result.info["rollouts"] == 6 and result.answer == "abd"
 
 
 LINES = {
@@ -194,7 +195,7 @@ async def test_resume_after_a_budget_stop(tmp_path: Path) -> None:
     done = await tts()(TASK, Context({"default": second}, Rewards(REWARDS), store=store))
     assert done.answer == "abd" and second.calls == ["ac", "abd"]  # cold: 3 calls
     tree = await tree_of(store, done.info["namespace"])
-    assert tree[""] == (8, 4.0) and tree["abd"] == (1, 1.0)
+    assert tree[""] == (6, 3.0) and tree["abd"] == (1, 1.0)
     await store.aclose()
 
 
@@ -243,9 +244,10 @@ async def test_resume_after_the_process_is_killed(tmp_path: Path) -> None:
     result = await tts(worker="w-killed")(TASK, Context({"default": model}, Rewards(REWARDS), store=store))
     assert result.answer == "abd" and model.calls == ["abd"]  # cold: ["", "ac", "abd"]
     # The killed run counted the visit of "ac" before it died (virtual loss, never credited):
-    # the restart sees it as visited with value 0, goes elsewhere and finds "abd" first.
+    # the restart sees it as visited with value 0, goes elsewhere (b: 1.537 against 1.037; abc is
+    # solved) and finds "abd" in its first rollout.
     assert await tree_of(store, result.info["namespace"]) == {
-        "": (8, 4.0), "a": (7, 3.5), "x": (0, 0.0), "ab": (5, 3.0), "ac": (1, 0.0), "abc": (3, 1.5), "abd": (1, 1.0)
+        "": (6, 3.0), "a": (5, 2.5), "x": (0, 0.0), "ab": (3, 2.0), "ac": (1, 0.0), "abc": (1, 0.5), "abd": (1, 1.0)
     }  # fmt: skip
     unevaluated = [n.text for n in await all_nodes(store, result.info["namespace"]) if n.rollout is None]
     assert sorted(unevaluated) == ["c", "x"]
@@ -496,4 +498,23 @@ async def test_on_a_local_coder_the_search_fixes_what_greedy_gets_wrong(tmp_path
         assert (again.passed, again.score) == (candidate.passed, candidate.score)
     page = render_tree(tracer.events, tmp_path / "tree.html").read_text()
     assert page.count("<circle") == len(nodes)
+    await store.aclose()
+
+
+async def test_a_solved_tree_ends_the_search(tmp_path: Path) -> None:
+    """MCTS-Solver: no program passes, so every finished node (no branch point left) is failed
+    once evaluated and never selected again; nodes whose children all failed fail too, and
+    when the root has failed the search ends long before its rollouts run out."""
+    store = open_store(str(tmp_path / "s.db"))
+    model = TableModel(TABLE)
+    result = await tts(max_rollouts=50, early_stop=False)(
+        TASK, Context({"default": model}, Rewards({}), store=store)
+    )
+    assert result.stopped == "done" and result.passed is False
+    nodes = await all_nodes(store, result.info["namespace"])
+    finished = [n for n in nodes if n.rollout is not None and not (n.rollout.verdict or {}).get("branches")]
+    assert finished and all(n.visits == 1 for n in finished), [(n.text, n.visits) for n in finished]
+    assert all(n.rollout is not None for n in nodes)  # every node evaluated: the tree is exhausted
+    assert (nodes[0].rollout.verdict or {}).get("solved") == "failed"  # type: ignore[union-attr]
+    assert result.info["rollouts"] == len(nodes) < 50  # one rollout per node, none repeated
     await store.aclose()
