@@ -120,9 +120,8 @@ def test_two_batch_workers_share_a_mcts_tree_through_redis(tmp_path: Path) -> No
         "mcts",
         {
             "max_simulations": 8,
-            "expansion_width": 3,
-            "temperature": 1.0,
             "answer_prefix": "```python\n{prompt}",
+            "step": {"expansion_width": 3, "temperature": 1.0},
         },
     )
     namespaces: list[str] = []
@@ -162,7 +161,7 @@ def test_two_batch_workers_share_a_token_tree_on_a_real_model(tmp_path: Path) ->
         "local/smollm2-135m",
         {"n_threads": 1},
         "token_tree_search",
-        {"top_k": 2, "max_generations": 2, "max_tokens": 48, "early_stop": True},
+        {"max_generations": 2, "step": {"top_k": 2}, "value": {"max_tokens": 48}},
     )
     namespaces: list[str] = []
     try:

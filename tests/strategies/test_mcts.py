@@ -20,6 +20,7 @@ from forkpath.store import Store, open_store
 from forkpath.strategies import Context
 from forkpath.strategies._mcts import mcts
 from forkpath.strategies._search import SearchTree
+from forkpath.strategies._search_params import SharingParams, StepParams, ValueParams
 
 TASK = Task(id="t/1", prompt="Q?", kind="text")
 REDIS_URL = os.environ.get("FORKPATH_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -94,8 +95,10 @@ async def tree_of(store: Store, namespace: str) -> dict[str, tuple[int, float]]:
     return {partial(n.key): (n.visits, round(n.value_sum, 6)) for n in nodes}
 
 
-def search(**params: Any) -> Any:
-    return mcts(**{"max_simulations": 12, "expansion_width": 2, "temperature": 1.0, "c": 1.0, **params})
+def search(step: dict[str, Any] | None = None, **params: Any) -> Any:
+    """mcts with the small tree of these tests: two children per node, sampled at temperature 1."""
+    steps = StepParams(**{"expansion_width": 2, "temperature": 1.0, **(step or {})})
+    return mcts(**{"max_simulations": 12, "c": 1.0, "step": steps, **params})
 
 
 async def test_exact_tree_on_the_fake_model(tmp_path: Path) -> None:
@@ -212,7 +215,7 @@ async def test_a_search_that_already_passed_returns_at_once(tmp_path: Path) -> N
 async def test_self_evaluation_needs_no_verifier() -> None:
     script = {"so far:\nC\n": ["No"], "so far:\nA\n": ["Yes"], **SCRIPT}
     model = CountingFake(script)
-    result = await search(value="self_eval", max_simulations=6, max_depth=2)(
+    result = await search(value=ValueParams(kind="self_eval"), max_simulations=6, step={"max_depth": 2})(
         TASK, Context({"default": model})
     )
     assert result.answer is not None and result.answer.startswith("A\n")
@@ -221,19 +224,27 @@ async def test_self_evaluation_needs_no_verifier() -> None:
 
 async def test_a_process_reward_model_is_a_model_role() -> None:
     prm = CountingFake({"so far:\nC\n": ["Yes"], "so far:\nA\n": ["No"]})
-    strategy = search(value="prm", max_simulations=6, max_depth=2)
+    strategy = search(value=ValueParams(kind="prm"), max_simulations=6, step={"max_depth": 2})
     assert set(strategy.needs) == {"default", "prm"}
     result = await strategy(TASK, Context({"default": CountingFake(SCRIPT), "prm": prm}))
     assert result.answer is not None and result.answer.startswith("C\n") and prm.calls > 0
 
 
 async def test_configuration_errors_come_before_any_call() -> None:
-    with pytest.raises(ConfigError, match="sampled expansion needs temperature > 0"):
-        mcts(temperature=0.0)
-    with pytest.raises(ConfigError, match="expansion_width must be at least 1"):
-        mcts(expansion_width=0)
-    with pytest.raises(ConfigError, match="step_pattern"):
-        mcts(step="regex")
+    with pytest.raises(ConfigError, match=r"step: sampled expansion needs step.temperature > 0"):
+        mcts(step={"temperature": 0.0})  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigError, match=r"step.expansion_width: Input should be greater than or equal to 1"
+    ):
+        mcts(step={"expansion_width": 0})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"step.pattern"):
+        mcts(step={"kind": "regex"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"`max_depth` moved to `step.max_depth`"):
+        mcts(max_depth=3)  # type: ignore[call-arg]
+    with pytest.raises(
+        ConfigError, match=r"`step` is a group of settings now: write `step: \{kind: statement\}`"
+    ):
+        mcts(step="statement")  # type: ignore[arg-type]
     chat_only = CountingFake(SCRIPT)
     chat_only.capabilities = ModelCapabilities()
     with pytest.raises(CapabilityError, match="mcts needs prefix continuation, which model fake/m"):
@@ -290,9 +301,8 @@ async def test_two_workers_on_one_redis_never_redo_an_expansion() -> None:
                     max_simulations=10,
                     max_generations=100,
                     early_stop=False,
-                    namespace=namespace,
-                    worker=f"w{i}",
-                    max_depth=4,
+                    sharing=SharingParams(namespace=namespace, worker=f"w{i}"),
+                    step={"max_depth": 4},
                 )(TASK, Context({"default": models[i]}, target, store=stores[i]))
                 for i in range(2)
             )
@@ -334,10 +344,8 @@ async def test_mcts_on_a_real_local_model_with_the_sandboxed_verifier(tmp_path: 
     strategy = mcts(
         max_simulations=6,
         max_generations=5,
-        expansion_width=2,
-        step="statement",
-        max_tokens=64,
-        max_step_tokens=32,
+        step=StepParams(kind="statement", expansion_width=2, max_tokens=32),
+        value=ValueParams(max_tokens=64),
         answer_prefix="```python\n{prompt}",
     )
     with Tracer() as tracer:

@@ -16,6 +16,7 @@ from forkpath.store import open_store
 from forkpath.strategies import Context
 from forkpath.strategies._mcts import mcts
 from forkpath.strategies._search import SearchTree
+from forkpath.strategies._search_params import StepParams
 from forkpath.verifiers import make_verifier
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -60,7 +61,10 @@ async def test_mcts_never_selects_a_failed_finished_child_again(tmp_path: Path) 
     model = FakeModel("fake/he1", script=_script(task), confidence=0.5)
     store = open_store(str(tmp_path / "s.db"))
     strategy = mcts(
-        max_simulations=8, expansion_width=3, temperature=1.0, selection="puct", answer_prefix=PREFIX
+        max_simulations=8,
+        selection="puct",
+        answer_prefix=PREFIX,
+        step=StepParams(expansion_width=3, temperature=1.0),
     )
     result = await strategy(task, Context({"default": model}, make_verifier("python_tests"), store=store))
     nodes = await _nodes(store, result.info["namespace"])
@@ -86,7 +90,10 @@ async def test_mcts_stops_when_every_child_has_failed(tmp_path: Path) -> None:
     model = FakeModel("fake/he1", script=script, confidence=0.5)
     store = open_store(str(tmp_path / "s.db"))
     strategy = mcts(
-        max_simulations=40, expansion_width=3, temperature=1.0, selection="puct", answer_prefix=PREFIX
+        max_simulations=40,
+        selection="puct",
+        answer_prefix=PREFIX,
+        step=StepParams(expansion_width=3, temperature=1.0),
     )
     result = await strategy(task, Context({"default": model}, make_verifier("python_tests"), store=store))
     assert result.passed is False and result.stopped == "done"
