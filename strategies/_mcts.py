@@ -1,14 +1,17 @@
 """mcts: Monte Carlo tree search over steps, with the model's probabilities as priors.
 
 One simulation: from the root, **select** children by UCT or PUCT down to a node that has not
-been evaluated (or ends the answer); **expand** evaluated nodes on the way that have no children
-yet (``expansion_width`` drafted next steps, sampled or from the top-k first tokens, with their
+been evaluated, never into a solved one (a finished answer, or a node whose children are all
+solved: see :mod:`forkpath.strategies._search`); **expand** evaluated nodes on the way that have
+no children yet (``step.expansion_width`` drafted next steps, sampled or from the top-k first tokens, with their
 sequence probabilities as priors); **evaluate** the leaf (by default: complete it greedily and
 score the completion with the verifier); **backpropagate** the value along the path. The first
 simulation evaluates the root, that is the greedy answer, so mcts never does worse than greedy
 decoding when a verifier decides.
 
-Returns the best verified completion found: one that passed, else the highest score.
+Returns the best verified completion found: one that passed, else the highest score. The search
+ends at ``max_simulations``, at the budget, at a passing answer (``early_stop``) or when its root
+is solved (every way on is known).
 
 Example:
     >>> search = strategies.create("mcts", max_simulations=16, step={"kind": "statement", "expansion_width": 3})
