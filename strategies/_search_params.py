@@ -11,7 +11,7 @@ request's ``forkpath.params``::
       value: {kind: verifier, max_tokens: 256}
       sharing: {namespace: humaneval-run-1}
 
-    strategies.mcts(step=StepParams(kind="statement"), value={"max_tokens": 256})
+    strategies.mcts(step=StepParams(kind="statement"), value=ValueParams(max_tokens=256))
 
 Every group is a pydantic model with ``extra="forbid"`` and the range types of
 :mod:`forkpath._params`, so a wrong value is a ``file:line`` error when a flow is validated,
