@@ -222,6 +222,14 @@ CASES: list[tuple[str, str, dict[str, Any], int | None, str]] = [
         0,
         "`step` is a group of settings now: write `step: {kind: statement}`",
     ),
+    ("mcts", "strategy", {"step": [1, 2]}, 0, "step: Input should be a mapping"),
+    (
+        "mcts",
+        "strategy",
+        {"sharing": {"reuse": "maybe"}},
+        1,
+        "sharing.reuse: Input should be a valid boolean",
+    ),
     (
         "mcts",
         "strategy",
