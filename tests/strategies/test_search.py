@@ -378,5 +378,5 @@ def test_answer_prefix_and_judge_prompt_templates_are_checked() -> None:
     assert answer_prefix(None, code) == ""
     with pytest.raises(ConfigError, match=re.escape("answer_prefix '{nope}' cannot be filled from the task")):
         answer_prefix("{nope}", code)
-    with pytest.raises(ConfigError, match=re.escape("value_prompt may use only {problem} and {partial}")):
+    with pytest.raises(ConfigError, match=re.escape("value.prompt may use only {problem} and {partial}")):
         JudgeValue(TableModel({}), code, SearchCounters(), lambda: True, prompt="Is {answer} right?")
