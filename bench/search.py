@@ -131,9 +131,8 @@ def make_row(row: str, budget: int, rollouts: int, max_tokens: int) -> Strategy:
     if row == "best_of_n":
         return strategies.create("best_of_n", n=budget, temperature=0.8, max_tokens=max_tokens)
     step = {
-        "step": "statement",
-        "expansion_width": 2,
-        "max_tokens": max_tokens,
+        "step": {"kind": "statement", "expansion_width": 2},
+        "value": {"max_tokens": max_tokens},
         "max_generations": budget,
         "answer_prefix": PREFIX,
     }
@@ -141,17 +140,20 @@ def make_row(row: str, budget: int, rollouts: int, max_tokens: int) -> Strategy:
         return strategies.create("beam_search", beam_width=2, **step)
     if row == "mcts":
         return strategies.create("mcts", max_simulations=4 * budget, **step)
-    tree = {"top_k": 3, "branch_at": "token", "max_tokens": max_tokens, "answer_prefix": PREFIX}
+    tree = {
+        "step": {"top_k": 3, "branch_at": "token"},
+        "value": {"max_tokens": max_tokens},
+        "answer_prefix": PREFIX,
+    }
     if row == "token_tree_search":
         return strategies.create(
             "token_tree_search", max_generations=budget, max_rollouts=16 * budget, **tree
         )
-    reuse = row == "tts_cache_on"
     return strategies.create(
         "token_tree_search",
         max_generations=10_000,
         max_rollouts=rollouts,
-        reuse=reuse,
+        sharing={"reuse": row == "tts_cache_on"},
         early_stop=False,
         **tree,
     )

@@ -9,6 +9,10 @@ the arguments, so a YAML node, a trace line and a Python call all name it the sa
 
     strategies.create("best_of_n", n=4)          # validated against the signature
 
+A factory whose parameters were renamed or regrouped registers the old names with their new
+place (``register("mcts", moved={"max_depth": "step.max_depth"})``): an old name is then refused
+with a one-line error naming where it went, in a flow, through :meth:`create` and in a direct call.
+
 Third-party packages add components through the entry-point group ``forkpath.<kind>``
 (e.g. ``forkpath.strategies``); entry points are loaded the first time a name is missed.
 """
@@ -20,9 +24,9 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
-from typing import Any, Generic, TypeVar, get_type_hints
+from typing import Annotated, Any, Generic, TypeVar, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, create_model
 
 from forkpath._errors import ConfigError, UnknownNameError
 
@@ -48,30 +52,44 @@ class Registry(Generic[T]):
         self.noun = noun or kind
         """How one of them is called in messages (``verifier`` for the ``verifiers`` registry)."""
         self._factories: dict[str, Callable[..., T]] = {}
+        self._moved: dict[str, dict[str, str]] = {}
         self._entry_points_loaded = False
 
-    def register(self, name: str | None = None) -> Callable[[F], F]:
+    def register(
+        self, name: str | None = None, *, moved: Mapping[str, str] | None = None
+    ) -> Callable[[F], F]:
         """Decorator: register a factory under ``name`` (default: its function name).
 
         A factory function is wrapped so that what it makes records its name and arguments
         (:class:`Registered`) however it is called: through :meth:`create`, or directly.
+        ``moved`` maps parameter names the factory no longer takes to their new place.
         """
 
         def decorate(factory: F) -> F:
             key = name or factory.__name__
             if key in self._factories and self._factories[key] is not factory:
                 raise ConfigError(f"{self.kind} {key!r} is registered twice")
+            self._moved[key] = dict(moved or {})
             made = self._recording(key, factory) if inspect.isfunction(factory) else factory
             self._factories[key] = made
             return made  # type: ignore[return-value]
 
         return decorate
 
+    def moved(self, name: str) -> dict[str, str]:
+        """Old parameter name -> its new place, for the factory registered as ``name``."""
+        self.get(name)
+        return dict(self._moved.get(name, {}))
+
     def _recording(self, key: str, factory: Callable[..., T]) -> Callable[..., T]:
         signature = inspect.signature(factory)
 
         @functools.wraps(factory)
         def make(*args: Any, **kwargs: Any) -> T:
+            moved = self._moved.get(key, {})
+            for old in kwargs:
+                if old in moved and old not in signature.parameters:
+                    raise ConfigError(f"{self.kind} {key!r}: {_moved_message(old, moved[old])}")
             made = factory(*args, **kwargs)
             params = dict(signature.bind(*args, **kwargs).arguments)
             # Plain functions and frozen objects cannot carry it; they are still valid components.
@@ -106,6 +124,10 @@ class Registry(Generic[T]):
             annotation = hints.get(pname, Any)
             default = param.default if param.default is not inspect.Parameter.empty else ...
             fields[pname] = (annotation, default)
+        for old, new in self._moved.get(name, {}).items():
+            if old not in fields:
+                # Accepted only to be refused with its new place (not an "unknown parameter").
+                fields[old] = (Annotated[Any, AfterValidator(_refuse(old, new))], None)
         model: type[BaseModel] = create_model(
             f"{name}_params",
             __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
@@ -172,3 +194,14 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known) or 'none'}"
         return f"unknown {self.kind} {name!r}{hint}"
+
+
+def _moved_message(old: str, new: str) -> str:
+    return f"`{old}` moved to `{new}`"
+
+
+def _refuse(old: str, new: str) -> Callable[[Any], Any]:
+    def refuse(value: Any) -> Any:
+        raise ValueError(_moved_message(old, new))
+
+    return refuse

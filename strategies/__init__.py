@@ -5,7 +5,9 @@
 - program-aided: ``program_of_thought``;
 - chained and self-evaluating: ``cothink``, ``self_refine``, ``alphacodium``, ``sed``, ``adadec``,
   ``thought_budget``;
-- search: ``beam_search``, ``mcts``, ``token_tree_search``;
+- search: ``beam_search``, ``mcts``, ``token_tree_search``, with their shared parameter groups
+  (:class:`StepParams` / :class:`TokenStepParams`, :class:`ValueParams` /
+  :class:`TokenValueParams`, :class:`SharingParams`);
 - routing: ``token_routing``, ``segment_offload``, ``cascade``, ``speculative_decoding``.
 
 Example:
@@ -24,6 +26,13 @@ from forkpath.strategies._cothink import cothink
 from forkpath.strategies._filter_cluster import filter_and_cluster
 from forkpath.strategies._mcts import mcts
 from forkpath.strategies._program_of_thought import program_of_thought
+from forkpath.strategies._search_params import (
+    SharingParams,
+    StepParams,
+    TokenStepParams,
+    TokenValueParams,
+    ValueParams,
+)
 from forkpath.strategies._sed import sed
 from forkpath.strategies._segment_offload import segment_offload
 from forkpath.strategies._self_consistency import self_consistency
@@ -38,8 +47,13 @@ __all__ = [
     "Ballot",
     "Candidate",
     "Context",
+    "SharingParams",
+    "StepParams",
     "Strategy",
     "StrategyResult",
+    "TokenStepParams",
+    "TokenValueParams",
+    "ValueParams",
     "Vote",
     "adadec",
     "alphacodium",

@@ -4,119 +4,92 @@ At each depth every beam is expanded into ``expansion_width`` drafted next steps
 from the top-k first tokens); every new child is scored by the value source (by default:
 completed greedily and scored by the verifier); children that end the answer are finished
 candidates, and the best ``beam_width`` of the others are the next beams. Stops when no beam is
-left, at ``max_depth``, at the budget, or (``early_stop``) at the first completion that passes.
+left, at ``step.max_depth``, at the budget, or (``early_stop``) at the first completion that passes.
 
 Nodes, values and rollouts live in the store, so a rerun resumes without redoing a drafted step
 or an evaluation, and workers sharing the tree wait for each other's work instead of repeating it.
 
 Example:
-    >>> search = strategies.create("beam_search", beam_width=2, expansion_width=3, step="statement")
+    >>> search = strategies.create("beam_search", beam_width=2, step={"kind": "statement", "expansion_width": 3})
     >>> result = await search(task, Context({"default": model}, verifier=make_verifier("python_tests")))
 """
 
 from __future__ import annotations
 
+from forkpath._errors import ConfigError
+from forkpath._params import Count, Seed
+from forkpath._prompts import PromptTemplate
 from forkpath._types import Task
 from forkpath.store import TrajectoryNode
 from forkpath.strategies._base import Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._search import OutOfBudget
+from forkpath.strategies._search_params import (
+    STEP_SEARCH_MOVED,
+    SharingParams,
+    Step,
+    StepParams,
+    Value,
+    ValueParams,
+    group,
+)
 from forkpath.strategies._search_setup import StepSearchParams, finish_candidates, open_step_search
-from forkpath.strategies._search_steps import StepKind
-from forkpath.strategies._search_stepwise import ExpandMode, StepSearch
-from forkpath.strategies._search_values import ValueKind
+from forkpath.strategies._search_stepwise import StepSearch
 
 
-@strategies.register("beam_search")
+@strategies.register("beam_search", moved=STEP_SEARCH_MOVED)
 def beam_search(
     model: str = "default",
-    beam_width: int = 2,
-    expansion_width: int = 3,
-    expand: ExpandMode = "sample",
-    temperature: float = 0.8,
-    max_generations: int = 64,
-    step: StepKind = "line",
-    step_pattern: str | None = None,
-    max_step_tokens: int = 96,
-    value: ValueKind = "verifier",
-    value_model: str | None = None,
-    value_prompt: str | None = None,
-    max_depth: int = 24,
-    max_tokens: int = 512,
+    beam_width: Count = 2,
+    max_generations: Count = 64,
     early_stop: bool = True,
-    reuse: bool = True,
-    seed: int = 0,
-    prompt: str | None = None,
-    answer_prefix: str | None = None,
-    namespace: str | None = None,
-    worker: str | None = None,
-    claim_ttl_s: float = 30.0,
+    seed: Seed = 0,
+    prompt: PromptTemplate | None = None,
+    answer_prefix: PromptTemplate | None = None,
+    step: Step = StepParams(),
+    value: Value = ValueParams(),
+    sharing: SharingParams = SharingParams(),
 ) -> Strategy:
     """Beam search over steps with a value function.
 
     Args:
         model: the context's model role that writes steps and rollouts.
         beam_width: partial answers kept at each depth.
-        expansion_width: next steps drafted per beam.
-        expand: ``sample`` (``expansion_width`` sampled steps) or ``top_k`` (the greedy step and
-            the steps that start with the other top-k first tokens).
-        temperature: sampling temperature of ``sample`` expansion.
         max_generations: model calls by this worker that reach a model (cache hits are free).
-        step: where a step ends: ``line``, ``paragraph``, ``statement`` or ``regex``.
-        step_pattern: the regular expression of ``step="regex"``.
-        max_step_tokens: most tokens of one step.
-        value: ``verifier`` (greedy rollout scored by the verifier), ``self_eval`` or ``prm``.
-        value_model: the model role of ``self_eval``/``prm`` (default: ``model`` / ``prm``).
-        value_prompt: the judge's prompt, with ``{problem}`` and ``{partial}``.
-        max_depth: most steps.
-        max_tokens: most tokens of a rollout.
         early_stop: stop at the first completion that passes the verifier.
-        reuse: evaluate the greedy-step child from its parent's rollout (no model call).
         seed: sampling seed.
         prompt: a template for the user message.
         answer_prefix: the start of the answer, continued by the search (a template with the
             task's fields, e.g. ``"```python\\n{prompt}"`` to search only a function's body).
-        namespace: the store namespace of the tree (default: derived from task, model, settings).
-        worker: this worker's id in claims.
-        claim_ttl_s: how long a crashed worker's claim blocks others.
+        step: where steps end and how the next ones are drafted (:class:`StepParams`;
+            ``step.max_depth`` is the most steps, ``step.expansion_width`` next steps per beam).
+        value: how a node is scored (:class:`ValueParams`): by default a greedy rollout, verified.
+        sharing: the tree's namespace, claims, and the trajectory cache (:class:`SharingParams`).
     """
+    if beam_width < 1:  # a direct call is not validated against the signature's ranges
+        raise ConfigError(f"beam_width must be at least 1, got {beam_width}")
     params = StepSearchParams(
         model=model,
-        step=step,
-        step_pattern=step_pattern,
-        max_step_tokens=max_step_tokens,
-        expand=expand,
-        expansion_width=expansion_width,
-        temperature=temperature,
-        value=value,
-        value_model=value_model,
-        value_prompt=value_prompt,
-        max_depth=max_depth,
-        max_tokens=max_tokens,
+        step=group(StepParams, step, "step"),
+        value=group(ValueParams, value, "value"),
+        sharing=group(SharingParams, sharing, "sharing"),
         max_generations=max_generations,
-        reuse=reuse,
         seed=seed,
         prompt=prompt,
         answer_prefix=answer_prefix,
-        namespace=namespace,
-        worker=worker,
-        claim_ttl_s=claim_ttl_s,
     )
-    params.check("beam_search")
-    if beam_width < 1:
-        from forkpath._errors import ConfigError
-
-        raise ConfigError(f"beam_search: beam_width must be at least 1, got {beam_width}")
 
     async def run(task: Task, context: Context) -> StrategyResult:
-        async with open_step_search("beam_search", params, task, context) as (search, root):
+        name = made.name
+        async with open_step_search(name, params, task, context) as (search, root):
             stopped: Stopped = "done"
             try:
-                stopped = await _search(search, root, beam_width, max_depth, early_stop)
+                stopped = await _search(search, root, beam_width, params.step.max_depth, early_stop)
             except OutOfBudget:
                 stopped = "budget"
-            return await finish_candidates(search, root, "beam_search", stopped, params)
+            return await finish_candidates(search, root, name, stopped)
 
-    return Strategy(run, needs=params.needs(), needs_verifier=value == "verifier")
+    made = Strategy(run, needs=params.needs(), needs_verifier=params.value.kind == "verifier")
+    return made
 
 
 async def _search(

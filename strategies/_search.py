@@ -20,6 +20,13 @@ its parent's visits):
 - ``puct``: ``Q + c * P * sqrt(N) / (1 + n)`` (AlphaZero);
 - ``var_p_uct``: ``Q + (ln((N + c_base + 1) / c_base) + c) * P * sqrt(ln N) / (1 + n)`` (PG-TD).
 
+Solved nodes (MCTS-Solver): a *finished* node (its answer is complete, or it cannot be expanded)
+has an exact value, so a second visit learns nothing. It is solved: ``passed`` or ``failed``
+by its verdict. Selection (:meth:`SearchTree.select`) only chooses among unsolved children;
+when every child of a node is solved, the node is solved too (``passed`` if one of them
+passed, else ``failed``), recorded on it in the store so other workers and reruns skip it; a
+search whose root is solved is over.
+
 Trace: every node created or evaluated is an :class:`ExpansionEvent` whose ``node`` is
 ``<search id>:<key>``; when a search ends, :meth:`SearchTree.snapshot` emits each node once
 more with its final visits and value, then a :class:`SearchPathEvent` with the chosen
@@ -40,7 +47,7 @@ import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -49,10 +56,12 @@ from forkpath._errors import ConfigError
 from forkpath._trace import ExpansionEvent, SearchPathEvent, emit
 from forkpath._types import Task
 from forkpath.store import NewChild, Store, TrajectoryNode, open_store
+from forkpath.strategies._base import Candidate
 
 logger = logging.getLogger("forkpath.strategies.search")
 
 SelectionRule = Literal["uct", "puct", "var_p_uct"]
+Solved = Literal["passed", "failed"]
 
 _NS_SAFE = re.compile(r"[^A-Za-z0-9_.\-/:@=+]")
 
@@ -164,6 +173,41 @@ def select_child(
     return best
 
 
+def record_of(node: TrajectoryNode) -> dict[str, Any]:
+    """What a search kept on a node when it evaluated it (empty before)."""
+    return (node.rollout.verdict or {}) if node.rollout is not None else {}
+
+
+def solved_status(node: TrajectoryNode, *, finished: bool) -> Solved | None:
+    """``passed``/``failed`` when ``node`` is solved (see the module doc), else None.
+
+    ``finished``: the search's own test that the node is evaluated and ends there.
+    """
+    record = record_of(node)
+    marked = record.get("solved")
+    if marked in ("passed", "failed"):
+        return "passed" if marked == "passed" else "failed"
+    if not finished:
+        return None
+    return "passed" if record.get("passed") else "failed"
+
+
+def best_index(candidates: Sequence[Candidate]) -> int | None:
+    """Passed first, then the highest score, then the earliest."""
+    if not candidates:
+        return None
+
+    def key(i: int) -> tuple[bool, float, int]:
+        c = candidates[i]
+        return (bool(c.passed), c.score if c.score is not None else -math.inf, -i)
+
+    return max(range(len(candidates)), key=key)
+
+
+Found = tuple[list[Candidate], int | None, list[str], list[TrajectoryNode]]
+"""Every complete answer of a tree, the chosen one's index, the keys of its path, all nodes."""
+
+
 def normalise(weights: Sequence[float]) -> list[float]:
     """Weights scaled to sum to one (uniform when they sum to zero)."""
     total = sum(weights)
@@ -257,6 +301,88 @@ class SearchTree:
     async def backpropagate(self, path: Sequence[TrajectoryNode], value: float) -> None:
         """One visit and ``value`` on every node of ``path``, atomically."""
         await self.trajectories.backpropagate(self.ns, [n.key for n in path], value)
+
+    async def evaluate_visited(
+        self, path: Sequence[TrajectoryNode], evaluate: Callable[[], Awaitable[TrajectoryNode]]
+    ) -> TrajectoryNode:
+        """Run ``evaluate`` (which returns the evaluated last node of ``path``) under a virtual
+        loss: the visit is counted before, the value credited after; a failed or cancelled
+        evaluation gives the visit back."""
+        await self.visit(path)
+        try:
+            node = await evaluate()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.trajectories.backpropagate(self.ns, [n.key for n in path], 0.0, -1))
+            raise
+        assert node.rollout is not None
+        await self.credit(path, node.rollout.value)
+        return node
+
+    async def select(
+        self,
+        rule: SelectionRule,
+        node: TrajectoryNode,
+        *,
+        finished: Callable[[TrajectoryNode], bool],
+        c: float,
+        c_base: float = 10.0,
+    ) -> TrajectoryNode | None:
+        """The unsolved child of ``node`` that ``rule`` prefers; None when every child is solved,
+        after recording ``node`` as solved (see the module doc)."""
+        children = await self.children(node)
+        status = [solved_status(ch, finished=finished(ch)) for ch in children]
+        open_children = [ch for ch, s in zip(children, status, strict=True) if s is None]
+        if open_children:
+            return select_child(rule, node, open_children, c=c, c_base=c_base)
+        if children:
+            await self.mark_solved(node, "passed" if "passed" in status else "failed")
+        return None
+
+    async def mark_solved(self, node: TrajectoryNode, status: Solved) -> None:
+        """Record on an evaluated node that it is solved."""
+        if node.rollout is None:
+            raise ValueError("only an evaluated node can be solved")
+        await self.trajectories.set_rollout(
+            self.ns, node.key, node.rollout.value, {**record_of(node), "solved": status}
+        )
+
+    async def collect(
+        self, root: TrajectoryNode, model: str, answer_of: Callable[[TrajectoryNode], str | None]
+    ) -> Found:
+        """Every distinct complete answer in the tree as a candidate, the chosen one, its path,
+        and all nodes. ``answer_of`` reads a node's own answer (None: the node has none to add).
+
+        Chosen: passed first, then the highest value, then the earliest found (breadth first).
+        """
+        nodes = await self.walk(await self.get(root.key))
+        by_key = {n.key: n for n in nodes}
+        seen: set[str] = set()
+        candidates: list[Candidate] = []
+        where: list[str] = []
+        for node in nodes:
+            answer = answer_of(node)
+            if answer is None or answer in seen or node.rollout is None:
+                continue
+            seen.add(answer)
+            record = record_of(node)
+            candidates.append(
+                Candidate(
+                    text=answer,
+                    model=model,
+                    score=node.rollout.value,
+                    passed=record.get("passed"),
+                    verdict=record.get("verdict"),
+                )
+            )
+            where.append(node.key)
+        chosen = best_index(candidates)
+        path: list[str] = []
+        key: str | None = where[chosen] if chosen is not None else None
+        while key is not None:
+            path.append(key)
+            key = by_key[key].parent if key in by_key else None
+        return candidates, chosen, path[::-1], nodes
 
     async def set_rollout(self, node: TrajectoryNode, value: float, record: dict[str, Any]) -> TrajectoryNode:
         """Record a node's evaluation (its value and what the search needs to reuse it)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from forkpath._errors import ConfigError
@@ -20,9 +20,10 @@ from forkpath.strategies._search import (
     search_namespace,
     search_store,
 )
-from forkpath.strategies._search_steps import StepKind, StepSplitter, StepWriter
-from forkpath.strategies._search_stepwise import ExpandMode, StepSearch, StepSearchConfig
-from forkpath.strategies._search_values import JudgeValue, RolloutValue, ValueKind, ValueSource, Verification
+from forkpath.strategies._search_params import SharingParams, StepParams, ValueParams
+from forkpath.strategies._search_steps import StepSplitter, StepWriter
+from forkpath.strategies._search_stepwise import StepSearch, StepSearchConfig
+from forkpath.strategies._search_values import JudgeValue, RolloutValue, ValueSource, Verification
 
 
 def answer_prefix(template: str | None, task: Task) -> str:
@@ -41,60 +42,41 @@ class StepSearchParams:
     """The parameters ``beam_search`` and ``mcts`` share (the factories' arguments)."""
 
     model: str
-    step: StepKind
-    step_pattern: str | None
-    max_step_tokens: int
-    expand: ExpandMode
-    expansion_width: int
-    temperature: float
-    value: ValueKind
-    value_model: str | None
-    value_prompt: str | None
-    max_depth: int
-    max_tokens: int
+    step: StepParams
+    value: ValueParams
+    sharing: SharingParams
     max_generations: int
-    reuse: bool
     seed: int
     prompt: str | None
     answer_prefix: str | None
-    namespace: str | None
-    worker: str | None
-    claim_ttl_s: float
-
-    def check(self, strategy: str) -> None:
-        """Raise :class:`ConfigError` for settings that cannot work, before any call."""
-        StepSplitter(self.step, self.step_pattern)
-        for name in ("expansion_width", "max_step_tokens", "max_depth", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{strategy}: {name} must be at least 1, got {getattr(self, name)}")
-        if self.expand == "sample" and self.temperature <= 0 and self.expansion_width > 1:
-            raise ConfigError(
-                f"{strategy}: sampled expansion needs temperature > 0 (greedy samples are all alike)"
-            )
 
     def needs(self) -> dict[str, ModelCapabilities]:
         """Capabilities per model role: continuing a partial answer, top-k for ``top_k``."""
-        needs = {
-            self.model: ModelCapabilities(
-                prefix_continuation=True, top_logprobs=self.expansion_width if self.expand == "top_k" else 0
-            )
-        }
+        needs = {self.model: ModelCapabilities(prefix_continuation=True, top_logprobs=self.top_logprobs())}
         judge = self.judge_role()
         if judge is not None:
             needs.setdefault(judge, ModelCapabilities())
         return needs
 
+    def top_logprobs(self) -> int:
+        return self.step.expansion_width if self.step.expand == "top_k" else 0
+
     def judge_role(self) -> str | None:
-        if self.value == "verifier":
+        if self.value.kind == "verifier":
             return None
-        return self.value_model or (self.model if self.value == "self_eval" else "prm")
+        return self.value.model or (self.model if self.value.kind == "self_eval" else "prm")
 
     def tree_params(self) -> dict[str, Any]:
         """What shapes the tree (the namespace hash); budgets are left out so a rerun resumes."""
-        shaping = asdict(self)
-        for name in ("max_generations", "namespace", "worker", "claim_ttl_s"):
-            shaping.pop(name)
-        return shaping
+        return {
+            "model": self.model,
+            "step": self.step.model_dump(mode="json"),
+            "value": self.value.model_dump(mode="json"),
+            "reuse": self.sharing.reuse,
+            "seed": self.seed,
+            "prompt": self.prompt,
+            "answer_prefix": self.answer_prefix,
+        }
 
 
 @contextlib.asynccontextmanager
@@ -113,41 +95,39 @@ async def open_step_search(
     writer = StepWriter(
         writer_model,
         messages,
-        StepSplitter(params.step, params.step_pattern),
+        StepSplitter(params.step.kind, params.step.pattern),
         task,
         counters,
         budget_left,
-        max_step_tokens=params.max_step_tokens,
+        max_step_tokens=params.step.max_tokens,
         seed=params.seed,
     )
     verify = Verification(context.verifier, task, counters) if context.verifier is not None else None
     value: ValueSource
-    if params.value == "verifier":
+    if params.value.kind == "verifier":
         if verify is None:
-            raise ConfigError(f"{strategy} with value='verifier' needs a verifier, and none was given")
+            raise ConfigError(f"{strategy} with value.kind 'verifier' needs a verifier, and none was given")
         value = RolloutValue(
-            writer,
-            verify,
-            max_tokens=params.max_tokens,
-            top_logprobs=params.expansion_width if params.expand == "top_k" else 0,
+            writer, verify, max_tokens=params.value.max_tokens, top_logprobs=params.top_logprobs()
         )
     else:
         role = params.judge_role()
         assert role is not None
         value = JudgeValue(
-            context.model(role), task, counters, budget_left, prompt=params.value_prompt, verify=verify
+            context.model(role), task, counters, budget_left, prompt=params.value.prompt, verify=verify
         )
-    namespace = params.namespace or search_namespace(strategy, task, writer_model.id, params.tree_params())
+    sharing = params.sharing
+    namespace = sharing.namespace or search_namespace(strategy, task, writer_model.id, params.tree_params())
     async with search_store(context.store) as store:
         tree = SearchTree(
-            store, namespace, worker=params.worker, counters=counters, claim_ttl_s=params.claim_ttl_s
+            store, namespace, worker=sharing.worker, counters=counters, claim_ttl_s=sharing.claim_ttl_s
         )
         config = StepSearchConfig(
-            expansion_width=params.expansion_width,
-            expand=params.expand,
-            temperature=params.temperature,
-            max_depth=params.max_depth,
-            reuse=params.reuse,
+            expansion_width=params.step.expansion_width,
+            expand=params.step.expand,
+            temperature=params.step.temperature,
+            max_depth=params.step.max_depth,
+            reuse=sharing.reuse,
         )
         search = StepSearch(
             tree,
@@ -155,14 +135,14 @@ async def open_step_search(
             value,
             task,
             config,
-            max_tokens=params.max_tokens,
+            max_tokens=params.value.max_tokens,
             prefix=answer_prefix(params.answer_prefix, task),
         )
         yield search, await tree.root(text="")
 
 
 async def finish_candidates(
-    search: StepSearch, root: TrajectoryNode, strategy: str, stopped: Stopped, params: StepSearchParams
+    search: StepSearch, root: TrajectoryNode, strategy: str, stopped: Stopped
 ) -> StrategyResult:
     """The result of a step search: every complete answer in the tree and the chosen one.
 

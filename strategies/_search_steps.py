@@ -46,15 +46,15 @@ class StepSplitter:
         if kind not in ("line", "paragraph", "statement", "regex"):
             raise ConfigError(f"unknown step kind {kind!r}; use line, paragraph, statement or regex")
         if (kind == "regex") != (pattern is not None):
-            raise ConfigError("give step_pattern exactly when step is 'regex'")
+            raise ConfigError("give step.pattern exactly when step.kind is 'regex'")
         self.kind: StepKind = kind
         self.pattern = pattern
         try:
             self._regex = re.compile(pattern) if pattern is not None else None
         except re.error as e:
-            raise ConfigError(f"step_pattern {pattern!r} is not a valid regular expression: {e}") from None
+            raise ConfigError(f"step.pattern {pattern!r} is not a valid regular expression: {e}") from None
         if self._regex is not None and self._regex.search("") is not None:
-            raise ConfigError(f"step_pattern {pattern!r} matches the empty string; it must match a boundary")
+            raise ConfigError(f"step.pattern {pattern!r} matches the empty string; it must match a boundary")
 
     def __repr__(self) -> str:
         return f"StepSplitter({self.kind!r}{', ' + repr(self.pattern) if self.pattern else ''})"

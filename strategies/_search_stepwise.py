@@ -19,8 +19,7 @@ from typing import Any, Literal
 
 from forkpath._types import Task
 from forkpath.store import NewChild, TrajectoryNode
-from forkpath.strategies._base import Candidate
-from forkpath.strategies._search import SearchTree, normalise
+from forkpath.strategies._search import Found, SearchTree, normalise, record_of
 from forkpath.strategies._search_steps import StepDraft, StepWriter, answer_complete, step_priors
 from forkpath.strategies._search_values import Evaluation, ValueSource
 
@@ -72,9 +71,7 @@ class StepSearch:
         """The answer so far at the end of ``path``: the answer prefix, then the steps."""
         return self.prefix + "".join(node.text for node in path[1:])
 
-    @staticmethod
-    def record(node: TrajectoryNode) -> dict[str, Any]:
-        return (node.rollout.verdict or {}) if node.rollout is not None else {}
+    record = staticmethod(record_of)
 
     def terminal(self, node: TrajectoryNode) -> bool:
         """Evaluated, and never to be expanded: it ends the answer or is at the depth limit."""
@@ -251,41 +248,12 @@ class StepSearch:
         await self.tree.set_rollout(node, evaluation.value, record)
         return True
 
-    async def candidates(
-        self, root: TrajectoryNode
-    ) -> tuple[list[Candidate], int | None, list[str], list[TrajectoryNode]]:
-        """Every complete answer in the tree, the chosen one, its path, and all nodes.
-
-        Chosen: passed first, then the highest value, then the earliest found (breadth first).
-        """
-        nodes = await self.tree.walk(await self.tree.get(root.key))
-        by_key = {n.key: n for n in nodes}
-        seen: dict[str, int] = {}
-        candidates: list[Candidate] = []
-        where: list[str] = []
-        for node in nodes:
-            record = self.record(node)
-            answer = record.get("answer")
-            if answer is None or answer in seen or node.rollout is None:
-                continue
-            seen[answer] = len(candidates)
-            candidates.append(
-                Candidate(
-                    text=answer,
-                    model=self.writer.model.id,
-                    score=node.rollout.value,
-                    passed=record.get("passed"),
-                    verdict=record.get("verdict"),
-                )
-            )
-            where.append(node.key)
-        chosen = best_index(candidates)
-        path: list[str] = []
-        key: str | None = where[chosen] if chosen is not None else None
-        while key is not None:
-            path.append(key)
-            key = by_key[key].parent if key in by_key else None
-        return candidates, chosen, path[::-1], nodes
+    async def candidates(self, root: TrajectoryNode) -> Found:
+        """Every complete answer in the tree, the chosen one, its path, and all nodes
+        (:meth:`SearchTree.collect`)."""
+        return await self.tree.collect(
+            root, self.writer.model.id, lambda node: self.record(node).get("answer")
+        )
 
 
 def step_logprob(token_logprobs: list[list[Any]] | None, length: int) -> float | None:
@@ -313,18 +281,6 @@ def drop_chars(token_logprobs: list[list[Any]] | None, length: int) -> list[list
             return token_logprobs[i:]
         seen += len(piece)
     return []
-
-
-def best_index(candidates: Sequence[Candidate]) -> int | None:
-    """Passed first, then the highest score, then the earliest."""
-    if not candidates:
-        return None
-
-    def key(i: int) -> tuple[bool, float, int]:
-        c = candidates[i]
-        return (bool(c.passed), c.score if c.score is not None else -math.inf, -i)
-
-    return max(range(len(candidates)), key=key)
 
 
 def _distinct(drafts: list[StepDraft]) -> list[StepDraft]:

@@ -164,7 +164,7 @@ class JudgeValue:
             self.prompt.format(problem="", partial="")
         except (KeyError, IndexError, ValueError) as e:
             raise ConfigError(
-                f"value_prompt may use only {{problem}} and {{partial}} (double other braces): {e}"
+                f"value.prompt may use only {{problem}} and {{partial}} (double other braces): {e}"
             ) from None
 
     async def partial(self, text: str) -> Evaluation:

@@ -6,13 +6,13 @@ child per top-k token at its branch point, with the token's probability as its p
 is P-UCB (``var_p_uct``, PG-TD's rule) by default; the search stops at the first program that
 passes all tests, or at the budget, and returns the best program found.
 
-Branch points (``branch_at``): at every token (``token``, PG-TD), at the first token of each
-line (``line``), or where the model is unsure, its top-1 probability below ``uncertainty``
+Branch points (``step.branch_at``): at every token (``token``, PG-TD), at the first token of each
+line (``line``), or where the model is unsure, its top-1 probability below ``step.uncertainty``
 (``uncertain``). A child adds the greedy tokens up to its branch point plus its own token, so
 coarser branching gives shallower trees and fewer calls. ``auto`` is ``token`` on a local model
 and ``line`` over an API (the algorithms note's line-level actions).
 
-The trajectory cache (``reuse=True``): a rollout gives the greedy tokens *and* the top-k
+The trajectory cache (``sharing.reuse``, on by default): a rollout gives the greedy tokens *and* the top-k
 alternatives at every position of its completion. The child that takes the greedy token lies on
 that rollout, so it is evaluated and expanded from it with no model call (PG-TD's sequence and
 top-k caches). Rollouts live on the nodes in the store, so a rerun or another worker reuses
@@ -22,103 +22,100 @@ Over a local model (:class:`TokenModel`) the tree is over token ids and rollouts
 prefixes; over an API with top logprobs and prefix continuation it is over text.
 
 Example:
-    >>> search = strategies.create("token_tree_search", top_k=3, max_generations=16)
+    >>> search = strategies.create("token_tree_search", step={"top_k": 3}, max_generations=16)
     >>> result = await search(humaneval_task(0), Context({"default": model}, verifier=python_tests()))
     >>> result.info["generations"], result.passed
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from forkpath._errors import CapabilityError, ConfigError
-from forkpath._prompts import task_messages
+from forkpath._errors import CapabilityError
+from forkpath._params import Count, NonNegative
+from forkpath._prompts import PromptTemplate, task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Message, Model, ModelCapabilities, TokenModel
 from forkpath.store import NewChild, TrajectoryNode
-from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
+from forkpath.strategies._base import Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._search import (
+    Found,
     OutOfBudget,
     SearchCounters,
     SearchTree,
     SelectionRule,
+    record_of,
     search_namespace,
     search_store,
-    select_child,
+    solved_status,
+)
+from forkpath.strategies._search_params import (
+    TOKEN_SEARCH_MOVED,
+    Positive,
+    SharingParams,
+    TokenStep,
+    TokenStepParams,
+    TokenValue,
+    TokenValueParams,
+    group,
 )
 from forkpath.strategies._search_setup import answer_prefix as answer_prefix_of
-from forkpath.strategies._search_stepwise import best_index
 from forkpath.strategies._search_values import Verification
 
-BranchAt = Literal["auto", "token", "line", "uncertain"]
 PrefixMode = Literal["auto", "tokens", "text"]
 
 
-@strategies.register("token_tree_search")
+@strategies.register("token_tree_search", moved=TOKEN_SEARCH_MOVED)
 def token_tree_search(
     model: str = "default",
-    top_k: int = 3,
-    branch_at: BranchAt = "auto",
-    uncertainty: float = 0.9,
     selection: SelectionRule = "var_p_uct",
-    c: float = 4.0,
-    c_base: float = 10.0,
-    max_generations: int = 16,
-    max_rollouts: int = 128,
-    max_tokens: int = 512,
+    c: NonNegative = 4.0,
+    c_base: Positive = 10.0,
+    max_generations: Count = 16,
+    max_rollouts: Count = 128,
     stop: tuple[str, ...] = (),
     early_stop: bool = True,
-    reuse: bool = True,
     prefix: PrefixMode = "auto",
-    prompt: str | None = None,
-    answer_prefix: str | None = None,
-    namespace: str | None = None,
-    worker: str | None = None,
-    claim_ttl_s: float = 30.0,
+    prompt: PromptTemplate | None = None,
+    answer_prefix: PromptTemplate | None = None,
+    step: TokenStep = TokenStepParams(),
+    value: TokenValue = TokenValueParams(),
+    sharing: SharingParams = SharingParams(),
 ) -> Strategy:
     """Token-level MCTS over a code answer, rewarded by the fraction of tests passed.
 
     Args:
         model: the context's model role.
-        top_k: children per expanded node (the top-k tokens at its branch point).
-        branch_at: ``token``, ``line``, ``uncertain`` or ``auto`` (see the module doc).
-        uncertainty: ``uncertain`` branches where the top-1 probability is below this.
         selection: ``var_p_uct`` (PG-TD), ``puct`` or ``uct``.
         c: exploration constant (PG-TD: 4).
         c_base: ``var_p_uct``'s base (PG-TD: 10).
         max_generations: rollouts that reach the model, by this worker (the budget PG-TD and
             Seed-CTS count).
         max_rollouts: simulations by this worker, reused rollouts included.
-        max_tokens: most tokens of an answer.
         stop: stop strings of rollouts.
         early_stop: stop at the first program that passes all tests.
-        reuse: the trajectory cache: evaluate and expand greedy children from known rollouts.
         prefix: ``tokens`` (token-id prefixes, a local model), ``text`` (prefix continuation of
             text) or ``auto``.
         prompt: a template for the user message.
         answer_prefix: the start of the answer, continued by the search (a template with the
             task's fields, e.g. ``"```python\\n{prompt}"`` to search only a function's body).
-        namespace: the store namespace of the tree (default: from task, model and settings).
-        worker: this worker's id in claims.
-        claim_ttl_s: how long a crashed worker's claim blocks others.
+        step: where the tree branches and how widely (:class:`TokenStepParams`: ``top_k``,
+            ``branch_at``, ``uncertainty``; see the module doc).
+        value: the rollout (:class:`TokenValueParams`: ``max_tokens``, the most tokens of an answer).
+        sharing: the tree's namespace, claims, and the trajectory cache (:class:`SharingParams`;
+            ``reuse``: evaluate and expand greedy children from known rollouts).
     """
-    for name, v in (("top_k", top_k), ("max_tokens", max_tokens)):
-        if v < 1:
-            raise ConfigError(f"token_tree_search: {name} must be at least 1, got {v}")
-    if not 0.0 < uncertainty <= 1.0:
-        raise ConfigError(f"token_tree_search: uncertainty must be in (0, 1], got {uncertainty}")
+    steps = group(TokenStepParams, step, "step")
+    values = group(TokenValueParams, value, "value")
+    shared = group(SharingParams, sharing, "sharing")
     shaping = {
         "model": model,
-        "top_k": top_k,
-        "branch_at": branch_at,
-        "uncertainty": uncertainty,
-        "max_tokens": max_tokens,
+        "step": steps.model_dump(mode="json"),
+        "value": values.model_dump(mode="json"),
         "stop": list(stop),
-        "reuse": reuse,
+        "reuse": shared.reuse,
         "prefix": prefix,
         "prompt": prompt,
         "answer_prefix": answer_prefix,
@@ -126,11 +123,14 @@ def token_tree_search(
 
     async def run(task: Task, context: Context) -> StrategyResult:
         writer = context.model(model)
-        mode = _prefix_mode(writer, prefix)
+        mode = _prefix_mode(writer, prefix, made.name)
         counters = SearchCounters()
-        ns = namespace or search_namespace("token_tree_search", task, writer.id, shaping)
+        ns = shared.namespace or search_namespace(made.name, task, writer.id, shaping)
         async with search_store(context.store) as store:
-            tree = SearchTree(store, ns, worker=worker, counters=counters, claim_ttl_s=claim_ttl_s)
+            tree = SearchTree(
+                store, ns, worker=shared.worker, counters=counters, claim_ttl_s=shared.claim_ttl_s
+            )
+            branch_at = steps.branch_at
             search = _TokenSearch(
                 tree,
                 writer,
@@ -138,21 +138,23 @@ def token_tree_search(
                 context,
                 mode=mode,
                 branch_at=("token" if mode == "tokens" else "line") if branch_at == "auto" else branch_at,
-                uncertainty=uncertainty,
-                top_k=top_k,
-                max_tokens=max_tokens,
+                uncertainty=steps.uncertainty,
+                top_k=steps.top_k,
+                max_tokens=values.max_tokens,
                 stop=tuple(stop),
-                reuse=reuse,
+                reuse=shared.reuse,
                 max_generations=max_generations,
                 prompt=prompt,
                 prefix=answer_prefix_of(answer_prefix, task),
             )
             root = await search.start()
             stopped: Stopped = "done"
-            if early_stop and root.rollout is not None and await search.solved(root):
+            if early_stop and root.rollout is not None and await search.found(root):
                 stopped = "early_stop"  # an earlier run or another worker found it
             try:
                 while stopped == "done" and counters.iterations < max_rollouts:
+                    if await search.solved(root):
+                        break  # every way on is known (MCTS-Solver): nothing left to learn
                     leaf = await search.simulate(root, selection, c, c_base)
                     if leaf is None:
                         continue
@@ -161,17 +163,16 @@ def token_tree_search(
                         stopped = "early_stop"
             except OutOfBudget:
                 stopped = "budget"
-            return await search.result(root, stopped)
+            return await search.result(root, stopped, made.name)
 
-    needs = ModelCapabilities(top_logprobs=top_k, prefix_continuation=True)
-    return Strategy(run, needs={model: needs}, needs_verifier=True)
+    needs = ModelCapabilities(top_logprobs=steps.top_k, prefix_continuation=True)
+    made = Strategy(run, needs={model: needs}, needs_verifier=True)
+    return made
 
 
-def _prefix_mode(model: Model, prefix: PrefixMode) -> Literal["tokens", "text"]:
+def _prefix_mode(model: Model, prefix: PrefixMode, strategy: str) -> Literal["tokens", "text"]:
     if prefix == "tokens" and not isinstance(model, TokenModel):
-        raise CapabilityError(
-            f"token_tree_search with prefix='tokens' needs token access; {model.id} has none"
-        )
+        raise CapabilityError(f"{strategy} with prefix='tokens' needs token access; {model.id} has none")
     if prefix == "auto":
         return "tokens" if isinstance(model, TokenModel) else "text"
     return prefix
@@ -224,9 +225,11 @@ class _TokenSearch:
             return await self.tree.root(tokens=self._prompt_ids)
         return await self.tree.root(text="")
 
-    @staticmethod
-    def record(node: TrajectoryNode) -> dict[str, Any]:
-        return (node.rollout.verdict or {}) if node.rollout is not None else {}
+    record = staticmethod(record_of)
+
+    def finished(self, node: TrajectoryNode) -> bool:
+        """Evaluated, with no branch point left: its rollout is the only way on."""
+        return node.rollout is not None and not self.record(node).get("branches")
 
     # -- one simulation ---------------------------------------------------------------------------
     async def simulate(
@@ -239,12 +242,15 @@ class _TokenSearch:
         while node.rollout is not None:
             record = self.record(node)
             if not record.get("branches"):
-                break  # terminal: its rollout is the only way on
+                break  # finished: its rollout is the only way on (only the root gets here)
             if len(node.children) < record["branches"]:
                 # A worker stopped between recording the rollout and adding the children.
                 await tree.add_children(node, await self._children(node, record))
                 node = await tree.get(node.key)
-            node = select_child(selection, node, await tree.children(node), c=c, c_base=c_base)
+            chosen = await tree.select(selection, node, finished=self.finished, c=c, c_base=c_base)
+            if chosen is None:
+                return None  # every child is solved, and now so is this node: choose again
+            node = chosen
             path.append(node)
         if node.rollout is None:
             if not await tree.claim(node):
@@ -253,18 +259,7 @@ class _TokenSearch:
             async with tree.holding(node):
                 node = await tree.get(node.key)
                 if node.rollout is None:
-                    await tree.visit(path)
-                    try:
-                        node = await self.evaluate(node, path)
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            await asyncio.shield(
-                                tree.trajectories.backpropagate(tree.ns, [n.key for n in path], 0.0, -1)
-                            )
-                        raise
-                    assert node.rollout is not None
-                    await tree.credit(path, node.rollout.value)
-                    return node
+                    return await tree.evaluate_visited(path, lambda: self.evaluate(node, path))
         assert node.rollout is not None
         await tree.backpropagate(path, node.rollout.value)
         return node
@@ -417,43 +412,26 @@ class _TokenSearch:
 
     # -- the answer -------------------------------------------------------------------------------
     async def solved(self, root: TrajectoryNode) -> bool:
+        """The whole tree is solved (see :mod:`forkpath.strategies._search`)."""
+        node = await self.tree.get(root.key)
+        return solved_status(node, finished=self.finished(node)) is not None
+
+    async def found(self, root: TrajectoryNode) -> bool:
+        """The tree holds a program that passed."""
         candidates, chosen, _, _ = await self._candidates(root)
         return chosen is not None and bool(candidates[chosen].passed)
 
-    async def _candidates(
-        self, root: TrajectoryNode
-    ) -> tuple[list[Candidate], int | None, list[str], list[TrajectoryNode]]:
-        nodes = await self.tree.walk(await self.tree.get(root.key))
-        by_key = {n.key: n for n in nodes}
-        candidates: list[Candidate] = []
-        where: list[str] = []
-        seen: set[str] = set()
-        for node in nodes:
-            record = self.record(node)
-            if not record.get("own") or node.rollout is None or record["answer"] in seen:
-                continue  # reused rollouts, and rollouts that wrote a program already found
-            seen.add(record["answer"])
-            candidates.append(
-                Candidate(
-                    text=record["answer"],
-                    model=self.model.id,
-                    score=node.rollout.value,
-                    passed=record.get("passed"),
-                    verdict=record.get("verdict"),
-                )
-            )
-            where.append(node.key)
-        chosen = best_index(candidates)
-        path: list[str] = []
-        key: str | None = where[chosen] if chosen is not None else None
-        while key is not None:
-            path.append(key)
-            key = by_key[key].parent if key in by_key else None
-        return candidates, chosen, path[::-1], nodes
+    async def _candidates(self, root: TrajectoryNode) -> Found:
+        # Reused rollouts add no answer of their own: the node that rolled out has it.
+        return await self.tree.collect(
+            root,
+            self.model.id,
+            lambda node: self.record(node)["answer"] if self.record(node).get("own") else None,
+        )
 
-    async def result(self, root: TrajectoryNode, stopped: Stopped) -> StrategyResult:
+    async def result(self, root: TrajectoryNode, stopped: Stopped, strategy: str) -> StrategyResult:
         candidates, chosen, path, nodes = await self._candidates(root)
-        await self.tree.snapshot(root, path, strategy="token_tree_search", nodes=nodes)
+        await self.tree.snapshot(root, path, strategy=strategy, nodes=nodes)
         counters = self.tree.counters
         return StrategyResult(
             answer=candidates[chosen].text if chosen is not None else None,

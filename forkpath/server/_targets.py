@@ -400,7 +400,9 @@ class Planner:
                 where="model",
             ) from None
         params_model = self._params_model(name)
-        accepted = params_model.model_fields
+        moved = strategies.moved(name)
+        # A parameter that moved (temperature -> step.temperature) has no flat meaning any more.
+        accepted = [field for field in params_model.model_fields if field not in moved]
         params = dict(options.params)
         mapped = {
             "temperature": body.temperature,
@@ -489,14 +491,20 @@ def _parse(kind: type[ChatRequest] | type[CompletionRequest], data: Any) -> Any:
         raise validation_problem(e) from None
 
 
-def _without_verifier(params_model: type[BaseModel], validated: BaseModel) -> str:
+def _without_verifier(params_model: type[BaseModel], validated: BaseModel, prefix: str = "") -> str:
     """How to run the strategy without a verifier: the parameter set to ``verifier`` and its
-    other choices (``", or set forkpath.params.rerank to 'mean_logprob'"``), when there is one."""
+    other choices (``", or set forkpath.params.rerank to 'mean_logprob'"``, or in a group:
+    ``forkpath.params.value.kind``), when there is one."""
     for name, info in params_model.model_fields.items():
-        if getattr(validated, name) == "verifier":
+        value = getattr(validated, name)
+        if isinstance(value, BaseModel):
+            inner = _without_verifier(type(value), value, f"{prefix}{name}.")
+            if inner:
+                return inner
+        elif value == "verifier":
             others = [repr(c) for c in get_args(info.annotation) if isinstance(c, str) and c != "verifier"]
             if others:
-                return f", or set forkpath.params.{name} to {' or '.join(others)}"
+                return f", or set forkpath.params.{prefix}{name} to {' or '.join(others)}"
     return ""
 
 

@@ -124,6 +124,23 @@ def test_bad_parameters_are_400_naming_the_field(
         ({"model": "fake/x", "messages": []}, "messages", "at least 1"),
         ({"model": "fake/x", "messages": None}, "messages", "valid list"),
         ({"model": ""}, "model", "at least 1 character"),
+        # The searches take their settings in groups; an old flat key names its new place.
+        (
+            {"model": "mcts:fake/x", "forkpath": {"params": {"max_depth": 3}}},
+            "forkpath.params.max_depth",
+            "`max_depth` moved to `step.max_depth`",
+        ),
+        (
+            {"model": "mcts:fake/x", "forkpath": {"params": {"step": {"max_depth": 0}}}},
+            "forkpath.params.step.max_depth",
+            "greater than or equal to 1",
+        ),
+        ({"model": "mcts:fake/x", "temperature": 0.5}, "temperature", "has no temperature parameter"),
+        (
+            {"model": "mcts:fake/x"},
+            "forkpath.verifier",
+            "or set forkpath.params.value.kind to 'self_eval' or 'prm'",
+        ),
         (
             {
                 "model": "best_of_n:fake/x",
@@ -252,3 +269,15 @@ def test_the_official_client_raises_the_right_errors(server: Any) -> None:
     # No 500 anywhere above.
     metrics = httpx.get(server[0] + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
     assert 'status="500"' not in metrics
+
+
+def test_a_search_takes_its_nested_parameters(server: Any) -> None:
+    """``forkpath.params`` in the nested form runs mcts (a self-evaluating one: no verifier)."""
+    params = {
+        "max_simulations": 2,
+        "step": {"max_depth": 1, "expansion_width": 2},
+        "value": {"kind": "self_eval"},
+    }
+    response = post(server, {"model": "mcts:fake/x", "messages": ASK, "forkpath": {"params": params}})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"]

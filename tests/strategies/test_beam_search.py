@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -15,6 +16,7 @@ from forkpath.strategies import Context
 from forkpath.strategies._beam_search import beam_search
 from forkpath.strategies._search import SearchTree
 from forkpath.strategies._search_fakes import TableModel
+from forkpath.strategies._search_params import SharingParams, StepParams, ValueParams
 
 TASK = Task(id="t/2", prompt="Q?", kind="text")
 
@@ -97,8 +99,10 @@ async def values(store: Store, namespace: str) -> dict[str, float | None]:
     return {partial(n.key): n.rollout.value if n.rollout else None for n in nodes}
 
 
-def beam(**params: object) -> object:
-    return beam_search(**{"beam_width": 1, "expansion_width": 2, "temperature": 1.0, **params})  # type: ignore[arg-type]
+def beam(step: dict[str, Any] | None = None, **params: Any) -> Any:
+    """Width-1 beams, two sampled children per beam (temperature 1), unless told otherwise."""
+    steps = StepParams(**{"expansion_width": 2, "temperature": 1.0, **(step or {})})
+    return beam_search(**{"beam_width": 1, "step": steps, **params})
 
 
 async def test_exact_beams_on_the_fake_model(tmp_path: Path) -> None:
@@ -110,7 +114,7 @@ async def test_exact_beams_on_the_fake_model(tmp_path: Path) -> None:
     log: list[str] = []
     result = await beam()(
         TASK, Context({"default": Recording(wide_script(), log)}, Lines("s01\ns11\ns21\n"), store=store)
-    )  # type: ignore[operator]
+    )
     assert result.stopped == "early_stop" and result.answer == "s01\ns11\ns21\n"
     assert await values(store, result.info["namespace"]) == {
         "": None,
@@ -138,7 +142,7 @@ async def test_exact_beams_on_the_fake_model(tmp_path: Path) -> None:
 
 async def test_a_wider_beam_keeps_the_runner_up() -> None:
     log: list[str] = []
-    result = await beam(beam_width=2, early_stop=False)(  # type: ignore[operator]
+    result = await beam(beam_width=2, early_stop=False)(
         TASK, Context({"default": Recording(wide_script(), log)}, Lines("s01\ns11\ns21\n"))
     )
     # Depth 2 expands both s00 and s01; depth 3 the best two of their four children.
@@ -156,7 +160,7 @@ async def test_top_k_expansion_branches_on_first_tokens() -> None:
     table = {"": {"a": 0.7, "b": 0.2, "c": 0.1}, "a": {"\n": 1.0}, "b": {"\n": 1.0}, "c": {"\n": 1.0}}
     table |= {"a\n": {"x": 1.0}, "b\n": {"y": 1.0}}
     model = TableModel(table)
-    result = await beam(expand="top_k", expansion_width=2, max_depth=1, early_stop=False)(  # type: ignore[operator]
+    result = await beam(step={"expand": "top_k", "expansion_width": 2, "max_depth": 1}, early_stop=False)(
         TASK, Context({"default": model}, Lines("b\ny\n"))
     )
     # Two drafts at the root: the greedy step with top-2 first tokens, then "b" completed.
@@ -168,7 +172,9 @@ async def test_top_k_expansion_branches_on_first_tokens() -> None:
 async def test_judge_valued_beam_completes_its_best_beam() -> None:
     script = {"so far:\ns01\n": ["Yes"], "so far:\ns00\n": ["No"], **wide_script(depth=2)}
     model = Recording(script)
-    result = await beam(value="self_eval", max_depth=1)(TASK, Context({"default": model}))  # type: ignore[operator]
+    result = await beam(value=ValueParams(kind="self_eval"), step={"max_depth": 1})(
+        TASK, Context({"default": model})
+    )
     assert result.answer == "s01\ns10\n"  # the judge's beam, completed greedily
     assert result.candidates[0].passed is None
 
@@ -176,16 +182,16 @@ async def test_judge_valued_beam_completes_its_best_beam() -> None:
 async def test_resume_needs_fewer_calls_than_a_cold_run(tmp_path: Path) -> None:
     verifier = Lines("s01\ns11\ns21\n")
     cold = Recording(wide_script())
-    await beam()(TASK, Context({"default": cold}, verifier))  # type: ignore[operator]
+    await beam()(TASK, Context({"default": cold}, verifier))
     store = open_store(str(tmp_path / "s.db"))
     # confidence < 1: logprobs must be finite to be kept in the generation cache
     first_model = Recording(wide_script(), confidence=0.99)
     first_model.cache = store.generation_cache("beam-test")
-    first = await beam(max_generations=1)(TASK, Context({"default": first_model}, verifier, store=store))  # type: ignore[operator]
+    first = await beam(max_generations=1)(TASK, Context({"default": first_model}, verifier, store=store))
     assert first.stopped == "budget"
     warm = Recording(wide_script(), confidence=0.99)
     warm.cache = store.generation_cache("beam-test")
-    again = await beam()(TASK, Context({"default": warm}, verifier, store=store))  # type: ignore[operator]
+    again = await beam()(TASK, Context({"default": warm}, verifier, store=store))
     assert again.passed and warm.calls < cold.calls == 8
     # The first run's only call drafted half of the root's expansion, which the budget cut; the
     # restart drafts it again and the generation cache answers.
@@ -199,7 +205,7 @@ async def test_two_workers_on_one_sqlite_file_share_the_work(tmp_path: Path) -> 
     models = [Recording(wide_script(), log, delay_s=0.005) for _ in range(2)]
     results = await asyncio.gather(
         *(
-            beam(beam_width=2, early_stop=False, namespace="shared", worker=f"w{i}")(  # type: ignore[operator]
+            beam(beam_width=2, early_stop=False, sharing=SharingParams(namespace="shared", worker=f"w{i}"))(
                 TASK, Context({"default": models[i]}, Lines("s01\ns11\ns21\n"), store=stores[i])
             )
             for i in range(2)
@@ -215,8 +221,10 @@ async def test_two_workers_on_one_sqlite_file_share_the_work(tmp_path: Path) -> 
 def test_configuration_errors() -> None:
     with pytest.raises(ConfigError, match="beam_width must be at least 1"):
         beam_search(beam_width=0)
-    with pytest.raises(ConfigError, match="max_depth must be at least 1"):
-        beam_search(max_depth=0)
+    with pytest.raises(ConfigError, match=r"step.max_depth: Input should be greater than or equal to 1"):
+        beam_search(step={"max_depth": 0})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"`max_step_tokens` moved to `step.max_tokens`"):
+        beam_search(max_step_tokens=8)  # type: ignore[call-arg]
 
 
 @pytest.mark.slow
@@ -235,12 +243,9 @@ async def test_beam_search_on_a_real_local_model() -> None:
     verifier = make_verifier("python_tests")
     result = await beam_search(
         beam_width=2,
-        expansion_width=2,
-        step="line",
-        max_depth=3,
+        step=StepParams(kind="line", expansion_width=2, max_depth=3, max_tokens=24),
+        value=ValueParams(max_tokens=48),
         max_generations=8,
-        max_tokens=48,
-        max_step_tokens=24,
         answer_prefix="```python\n{prompt}",
     )(task, Context({"default": model}, verifier))
     assert result.candidates and result.info["generations"] <= 8

@@ -20,6 +20,7 @@ from forkpath.store import Store, open_store
 from forkpath.strategies import Context
 from forkpath.strategies._mcts import mcts
 from forkpath.strategies._search import SearchTree
+from forkpath.strategies._search_params import SharingParams, StepParams, ValueParams
 
 TASK = Task(id="t/1", prompt="Q?", kind="text")
 REDIS_URL = os.environ.get("FORKPATH_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -94,8 +95,10 @@ async def tree_of(store: Store, namespace: str) -> dict[str, tuple[int, float]]:
     return {partial(n.key): (n.visits, round(n.value_sum, 6)) for n in nodes}
 
 
-def search(**params: Any) -> Any:
-    return mcts(**{"max_simulations": 12, "expansion_width": 2, "temperature": 1.0, "c": 1.0, **params})
+def search(step: dict[str, Any] | None = None, **params: Any) -> Any:
+    """mcts with the small tree of these tests: two children per node, sampled at temperature 1."""
+    steps = StepParams(**{"expansion_width": 2, "temperature": 1.0, **(step or {})})
+    return mcts(**{"max_simulations": 12, "c": 1.0, "step": steps, **params})
 
 
 async def test_exact_tree_on_the_fake_model(tmp_path: Path) -> None:
@@ -104,8 +107,9 @@ async def test_exact_tree_on_the_fake_model(tmp_path: Path) -> None:
     greedy step, read from the rollout) and C (sampled), selects A (a tie: the first), evaluated
     from the root's rollout (reused, no call);  3 expands A into B1 (the greedy step, the last
     of the rollout: a complete answer, verified without a call) and B2, selects B1;
-    4 selects C (PUCT 0.866 against A's 0.789) and rolls it out: 0.0;  5 reaches the terminal
-    B1: 0.5 again;  6 selects B2, rolls it out: passes, 1.0: early stop. Five calls.
+    4 selects C (PUCT 0.866 against A's 0.789) and rolls it out: 0.0;  5 selects A (0.833
+    against C's 0.5), where B1 is solved (a finished answer that failed: never selected again),
+    so B2, rolls it out: passes, 1.0: early stop. Five calls.
     """
     store = open_store(str(tmp_path / "s.db"))
     model = CountingFake(SCRIPT)
@@ -114,14 +118,14 @@ async def test_exact_tree_on_the_fake_model(tmp_path: Path) -> None:
         result = await search()(TASK, Context({"default": model}, verifier, store=store))
     assert result.stopped == "early_stop" and result.answer == "A\nB2\n" and result.passed
     assert await tree_of(store, result.info["namespace"]) == {
-        "": (6, 3.0),
-        "A\n": (4, 2.5),
+        "": (5, 2.5),
+        "A\n": (3, 2.0),
         "C\n": (1, 0.0),
-        "A\nB1\n": (2, 1.0),
+        "A\nB1\n": (1, 0.5),
         "A\nB2\n": (1, 1.0),
     }
     info = result.info
-    assert (info["iterations"], info["generations"], info["reused"], info["evaluations"]) == (6, 5, 1, 5)
+    assert (info["iterations"], info["generations"], info["reused"], info["evaluations"]) == (5, 5, 1, 5)
     assert model.calls == 5 and result.usage["fake/m"].calls == 5
     assert model.log == [  # prompt | temperature | sample index | max tokens
         "user: Q?|0.0|0|512",  # the root's rollout
@@ -175,7 +179,7 @@ async def test_resume_after_a_budget_stop_needs_fewer_calls_than_a_cold_run(tmp_
     assert resumed.stopped == "early_stop" and resumed.answer == cold.answer
     assert (cold.info["generations"], first.info["generations"], again.calls) == (5, 4, 1)
     assert await tree_of(store, resumed.info["namespace"]) == {
-        "": (6, 3.0), "A\n": (4, 2.5), "C\n": (1, 0.0), "A\nB1\n": (2, 1.0), "A\nB2\n": (1, 1.0)
+        "": (5, 2.5), "A\n": (3, 2.0), "C\n": (1, 0.0), "A\nB1\n": (1, 0.5), "A\nB2\n": (1, 1.0)
     }  # fmt: skip
     await store.aclose()
 
@@ -211,7 +215,7 @@ async def test_a_search_that_already_passed_returns_at_once(tmp_path: Path) -> N
 async def test_self_evaluation_needs_no_verifier() -> None:
     script = {"so far:\nC\n": ["No"], "so far:\nA\n": ["Yes"], **SCRIPT}
     model = CountingFake(script)
-    result = await search(value="self_eval", max_simulations=6, max_depth=2)(
+    result = await search(value=ValueParams(kind="self_eval"), max_simulations=6, step={"max_depth": 2})(
         TASK, Context({"default": model})
     )
     assert result.answer is not None and result.answer.startswith("A\n")
@@ -220,19 +224,27 @@ async def test_self_evaluation_needs_no_verifier() -> None:
 
 async def test_a_process_reward_model_is_a_model_role() -> None:
     prm = CountingFake({"so far:\nC\n": ["Yes"], "so far:\nA\n": ["No"]})
-    strategy = search(value="prm", max_simulations=6, max_depth=2)
+    strategy = search(value=ValueParams(kind="prm"), max_simulations=6, step={"max_depth": 2})
     assert set(strategy.needs) == {"default", "prm"}
     result = await strategy(TASK, Context({"default": CountingFake(SCRIPT), "prm": prm}))
     assert result.answer is not None and result.answer.startswith("C\n") and prm.calls > 0
 
 
 async def test_configuration_errors_come_before_any_call() -> None:
-    with pytest.raises(ConfigError, match="sampled expansion needs temperature > 0"):
-        mcts(temperature=0.0)
-    with pytest.raises(ConfigError, match="expansion_width must be at least 1"):
-        mcts(expansion_width=0)
-    with pytest.raises(ConfigError, match="step_pattern"):
-        mcts(step="regex")
+    with pytest.raises(ConfigError, match=r"step: sampled expansion needs step.temperature > 0"):
+        mcts(step={"temperature": 0.0})  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigError, match=r"step.expansion_width: Input should be greater than or equal to 1"
+    ):
+        mcts(step={"expansion_width": 0})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"step.pattern"):
+        mcts(step={"kind": "regex"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"`max_depth` moved to `step.max_depth`"):
+        mcts(max_depth=3)  # type: ignore[call-arg]
+    with pytest.raises(
+        ConfigError, match=r"`step` is a group of settings now: write `step: \{kind: statement\}`"
+    ):
+        mcts(step="statement")  # type: ignore[arg-type]
     chat_only = CountingFake(SCRIPT)
     chat_only.capabilities = ModelCapabilities()
     with pytest.raises(CapabilityError, match="mcts needs prefix continuation, which model fake/m"):
@@ -279,8 +291,9 @@ async def test_two_workers_on_one_redis_never_redo_an_expansion() -> None:
     namespace = f"fptest-mcts-{uuid.uuid4().hex[:10]}"
     stores = [redis_store(), redis_store()]
     log: list[str] = []
-    models = [CountingFake(wide_script(), delay_s=0.005, log=log) for _ in range(2)]
-    target = Target("s01\ns11\ns21\n")
+    # Deep enough that 20 simulations cannot solve the whole tree (a solved root ends a search).
+    models = [CountingFake(wide_script(depth=4), delay_s=0.005, log=log) for _ in range(2)]
+    target = Target("s01\ns11\ns21\ns31\n")
     try:
         results = await asyncio.gather(
             *(
@@ -288,9 +301,8 @@ async def test_two_workers_on_one_redis_never_redo_an_expansion() -> None:
                     max_simulations=10,
                     max_generations=100,
                     early_stop=False,
-                    namespace=namespace,
-                    worker=f"w{i}",
-                    max_depth=4,
+                    sharing=SharingParams(namespace=namespace, worker=f"w{i}"),
+                    step={"max_depth": 4},
                 )(TASK, Context({"default": models[i]}, target, store=stores[i]))
                 for i in range(2)
             )
@@ -332,10 +344,8 @@ async def test_mcts_on_a_real_local_model_with_the_sandboxed_verifier(tmp_path: 
     strategy = mcts(
         max_simulations=6,
         max_generations=5,
-        expansion_width=2,
-        step="statement",
-        max_tokens=64,
-        max_step_tokens=32,
+        step=StepParams(kind="statement", expansion_width=2, max_tokens=32),
+        value=ValueParams(max_tokens=64),
         answer_prefix="```python\n{prompt}",
     )
     with Tracer() as tracer:

@@ -75,8 +75,8 @@ def test_splitter_cut_says_whether_the_step_is_the_last() -> None:
     [
         ("regex", "(", "not a valid regular expression"),
         ("regex", "x*", "matches the empty string"),
-        ("regex", None, "give step_pattern exactly when step is 'regex'"),
-        ("line", "x", "give step_pattern exactly when step is 'regex'"),
+        ("regex", None, "give step.pattern exactly when step.kind is 'regex'"),
+        ("line", "x", "give step.pattern exactly when step.kind is 'regex'"),
         ("sentence", None, "unknown step kind 'sentence'"),
     ],
 )
@@ -324,16 +324,49 @@ def test_the_searches_are_registered_and_validate_their_config() -> None:
     from forkpath.strategies import strategies
 
     assert {"beam_search", "mcts", "token_tree_search"} <= set(strategies.names())
-    assert strategies.validate("mcts", {"step": "statement", "expansion_width": 2}) == {
-        "step": "statement",
-        "expansion_width": 2,
+    from forkpath.strategies._search_params import StepParams
+
+    assert strategies.validate("mcts", {"step": {"kind": "statement", "expansion_width": 2}}) == {
+        "step": StepParams(kind="statement", expansion_width=2),
     }
     with pytest.raises(ConfigError, match="strategies 'mcts': selection"):
         strategies.validate("mcts", {"selection": "best"})
-    with pytest.raises(ConfigError, match="strategies 'token_tree_search': branch_at"):
-        strategies.validate("token_tree_search", {"branch_at": "word"})
-    made = strategies.create("beam_search", beam_width=3)
-    assert made.registered is not None and made.registered.params == {"beam_width": 3}
+    with pytest.raises(ConfigError, match=r"strategies 'token_tree_search': step.branch_at"):
+        strategies.validate("token_tree_search", {"step": {"branch_at": "word"}})
+    made = strategies.create("beam_search", beam_width=3, step={"max_depth": 2})
+    assert made.registered is not None
+    assert made.registered.params == {"beam_width": 3, "step": {"max_depth": 2}}  # as given
+
+
+def test_the_old_flat_parameters_say_where_they_moved() -> None:
+    """Every flat key of the old signatures is refused, naming its new place, in each of the
+    three ways to make a search: the registry (YAML and the server validate this way), and a
+    direct call."""
+    from forkpath.strategies import strategies
+    from forkpath.strategies._search_params import STEP_SEARCH_MOVED, TOKEN_SEARCH_MOVED
+
+    for name, moved in (
+        ("mcts", STEP_SEARCH_MOVED),
+        ("beam_search", STEP_SEARCH_MOVED),
+        ("token_tree_search", TOKEN_SEARCH_MOVED),
+    ):
+        assert strategies.moved(name) == moved
+        for old, new in moved.items():
+            group, field = new.split(".")
+            assert field in strategies.params_model(name).model_fields[group].annotation.model_fields  # type: ignore[union-attr]
+            with pytest.raises(ConfigError, match=f"^strategies '{name}': {old}: `{old}` moved to `{new}`$"):
+                strategies.validate(name, {old: 1})
+            with pytest.raises(ConfigError, match=f"^strategies '{name}': `{old}` moved to `{new}`$"):
+                strategies.get(name)(**{old: 1})
+    for name in ("mcts", "beam_search", "token_tree_search"):
+        with pytest.raises(
+            ConfigError, match=r"value: `value` is a group of settings now: write `value: \{kind: prm\}`"
+        ):
+            strategies.validate(name, {"value": "prm"})
+    with pytest.raises(
+        ConfigError, match=r"step: `step` is a group of settings now: write `step: \{kind: line\}`"
+    ):
+        strategies.validate("mcts", {"step": "line"})
 
 
 def test_answer_prefix_and_judge_prompt_templates_are_checked() -> None:
@@ -345,5 +378,5 @@ def test_answer_prefix_and_judge_prompt_templates_are_checked() -> None:
     assert answer_prefix(None, code) == ""
     with pytest.raises(ConfigError, match=re.escape("answer_prefix '{nope}' cannot be filled from the task")):
         answer_prefix("{nope}", code)
-    with pytest.raises(ConfigError, match=re.escape("value_prompt may use only {problem} and {partial}")):
+    with pytest.raises(ConfigError, match=re.escape("value.prompt may use only {problem} and {partial}")):
         JudgeValue(TableModel({}), code, SearchCounters(), lambda: True, prompt="Is {answer} right?")

@@ -23,6 +23,7 @@ from forkpath.store import Store, TrajectoryNode, open_store, prefix_key
 from forkpath.strategies import Context
 from forkpath.strategies._search import SearchTree
 from forkpath.strategies._search_fakes import TableModel
+from forkpath.strategies._search_params import SharingParams, TokenStepParams, TokenValueParams
 from forkpath.strategies._token_tree_search import token_tree_search
 
 TASK = Task(id="code/1", prompt="P", kind="code")
@@ -84,15 +85,18 @@ async def tree_of(store: Store, namespace: str) -> dict[str, tuple[int, float]]:
     return {prefix(n.key): (n.visits, round(n.value_sum, 6)) for n in nodes}
 
 
-def tts(**params: Any) -> Any:
-    return token_tree_search(**{"top_k": 2, "branch_at": "token", **params})
+def tts(step: dict[str, Any] | None = None, **params: Any) -> Any:
+    """Two children per node, branching at every token, unless told otherwise."""
+    steps = TokenStepParams(**{"top_k": 2, "branch_at": "token", **(step or {})})
+    return token_tree_search(**{"step": steps, **params})
 
 
 async def test_exact_tree_with_the_trajectory_cache(tmp_path: Path) -> None:
     """PG-TD's P-UCB (c=4, c_base=10), hand-computed. Rollouts: 1 the root ("abc", 0.5); 2 a,
-    3 b, 4 abc reuse the root's rollout (no call); 5 picks ac (P-UCB 1.818 against b's 1.409)
-    and rolls it out ("ac", 0); 6 and 7 revisit the terminal abc; 8 picks abd (1.556 against
-    1.408) and rolls it out: passes. Three generations in all."""
+    3 b, 4 abc reuse the root's rollout (no call); abc is finished (no branch point left) and
+    failed: solved, never selected again; 5 picks ac (P-UCB 1.818 against b's 1.409) and rolls
+    it out ("ac", 0: finished and failed too); 6 picks a (1.396 against x's 0.567), then b (ac
+    is solved), then abd (abc is solved), and rolls it out: passes. Three generations in all."""
     store = open_store(str(tmp_path / "s.db"))
     model = TableModel(TABLE)
     verifier = Rewards(REWARDS)
@@ -101,16 +105,16 @@ async def test_exact_tree_with_the_trajectory_cache(tmp_path: Path) -> None:
     assert result.stopped == "early_stop" and result.answer == "abd" and result.passed
     assert model.calls == ["", "ac", "abd"]
     assert await tree_of(store, result.info["namespace"]) == {
-        "": (8, 4.0),
-        "a": (7, 3.5),
+        "": (6, 3.0),
+        "a": (5, 2.5),
         "x": (0, 0.0),
-        "ab": (5, 3.0),
+        "ab": (3, 2.0),
         "ac": (1, 0.0),
-        "abc": (3, 1.5),
+        "abc": (1, 0.5),
         "abd": (1, 1.0),
     }
     info = result.info
-    assert (info["rollouts"], info["generations"], info["reused"], info["nodes"]) == (8, 3, 3, 7)
+    assert (info["rollouts"], info["generations"], info["reused"], info["nodes"]) == (6, 3, 3, 7)
     assert [(c.text, c.score) for c in result.candidates] == [("abc", 0.5), ("ac", 0.0), ("abd", 1.0)]
     assert verifier.seen == ["abc", "ac", "abd"]
     svg = render_tree(tracer.events, tmp_path / "t.svg").read_text()
@@ -120,7 +124,9 @@ async def test_exact_tree_with_the_trajectory_cache(tmp_path: Path) -> None:
 
 async def test_without_the_cache_every_node_costs_a_rollout() -> None:
     model = TableModel(TABLE)
-    result = await tts(reuse=False)(TASK, Context({"default": model}, Rewards(REWARDS)))
+    result = await tts(sharing=SharingParams(reuse=False))(
+        TASK, Context({"default": model}, Rewards(REWARDS))
+    )
     assert result.answer == "abd" and result.info["reused"] == 0
     assert model.calls == ["", "a", "ab", "abc", "ac", "abd"]  # the same tree, twice the calls
     assert [c.text for c in result.candidates] == ["abc", "ac", "abd"]  # one candidate per program
@@ -130,7 +136,7 @@ async def test_text_prefixes_give_the_same_tree(tmp_path: Path) -> None:
     model = TableModel(TABLE)
     result = await tts(prefix="text")(TASK, Context({"default": model}, Rewards(REWARDS)))
     assert result.info["prefix"] == "text" and model.calls == ["", "ac", "abd"]
-    assert result.info["rollouts"] == 8 and result.answer == "abd"
+    assert result.info["rollouts"] == 6 and result.answer == "abd"
 
 
 LINES = {
@@ -151,7 +157,7 @@ async def children_texts(store: Store, namespace: str) -> dict[str, list[str]]:
 async def test_line_branching_skips_uncertain_tokens_inside_a_line(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "s.db"))
     model = TableModel(LINES)
-    result = await tts(branch_at="line", max_rollouts=3, early_stop=False)(
+    result = await tts(step={"branch_at": "line"}, max_rollouts=3, early_stop=False)(
         TASK, Context({"default": model}, Rewards({}), store=store)
     )
     # The root branches at the first token; "x" next branches at the next line's first token,
@@ -166,7 +172,7 @@ async def test_line_branching_skips_uncertain_tokens_inside_a_line(tmp_path: Pat
 
 async def test_uncertain_branching_branches_only_where_the_model_hesitates(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "s.db"))
-    result = await tts(branch_at="uncertain", uncertainty=0.6, max_rollouts=2, early_stop=False)(
+    result = await tts(step={"branch_at": "uncertain", "uncertainty": 0.6}, max_rollouts=2, early_stop=False)(
         TASK, Context({"default": TableModel(LINES)}, Rewards({}), store=store)
     )
     texts = await children_texts(store, result.info["namespace"])
@@ -194,7 +200,7 @@ async def test_resume_after_a_budget_stop(tmp_path: Path) -> None:
     done = await tts()(TASK, Context({"default": second}, Rewards(REWARDS), store=store))
     assert done.answer == "abd" and second.calls == ["ac", "abd"]  # cold: 3 calls
     tree = await tree_of(store, done.info["namespace"])
-    assert tree[""] == (8, 4.0) and tree["abd"] == (1, 1.0)
+    assert tree[""] == (6, 3.0) and tree["abd"] == (1, 1.0)
     await store.aclose()
 
 
@@ -225,7 +231,9 @@ KILLED_RUN = textwrap.dedent(
 
     table = eval(sys.argv[2])
     store = open_store(sys.argv[1])
-    strategy = token_tree_search(top_k=2, branch_at="token", worker="w-killed", claim_ttl_s=600)
+    strategy = token_tree_search(
+        step={"top_k": 2, "branch_at": "token"}, sharing={"worker": "w-killed", "claim_ttl_s": 600}
+    )
     asyncio.run(strategy(Task(id="code/1", prompt="P", kind="code"), Context({"default": Killed(table)}, R(), store=store)))
     """
 )
@@ -240,12 +248,15 @@ async def test_resume_after_the_process_is_killed(tmp_path: Path) -> None:
     store = open_store(db)
     model = TableModel(TABLE)
     # The same worker id takes its own claim back at once (another id would wait claim_ttl_s).
-    result = await tts(worker="w-killed")(TASK, Context({"default": model}, Rewards(REWARDS), store=store))
+    result = await tts(sharing=SharingParams(worker="w-killed"))(
+        TASK, Context({"default": model}, Rewards(REWARDS), store=store)
+    )
     assert result.answer == "abd" and model.calls == ["abd"]  # cold: ["", "ac", "abd"]
     # The killed run counted the visit of "ac" before it died (virtual loss, never credited):
-    # the restart sees it as visited with value 0, goes elsewhere and finds "abd" first.
+    # the restart sees it as visited with value 0, goes elsewhere (b: 1.537 against 1.037; abc is
+    # solved) and finds "abd" in its first rollout.
     assert await tree_of(store, result.info["namespace"]) == {
-        "": (8, 4.0), "a": (7, 3.5), "x": (0, 0.0), "ab": (5, 3.0), "ac": (1, 0.0), "abc": (3, 1.5), "abd": (1, 1.0)
+        "": (6, 3.0), "a": (5, 2.5), "x": (0, 0.0), "ab": (3, 2.0), "ac": (1, 0.0), "abc": (1, 0.5), "abd": (1, 1.0)
     }  # fmt: skip
     unevaluated = [n.text for n in await all_nodes(store, result.info["namespace"]) if n.rollout is None]
     assert sorted(unevaluated) == ["c", "x"]
@@ -303,12 +314,11 @@ async def test_two_workers_on_one_redis_never_repeat_a_rollout() -> None:
         results = await asyncio.gather(
             *(
                 tts(
-                    top_k=3,
+                    step={"top_k": 3},
                     max_rollouts=40,
                     max_generations=100,
                     early_stop=False,
-                    namespace=namespace,
-                    worker=f"w{i}",
+                    sharing=SharingParams(namespace=namespace, worker=f"w{i}"),
                 )(TASK, Context({"default": Slow(table, log)}, Similarity(), store=stores[i]))
                 for i in range(2)
             )
@@ -350,8 +360,8 @@ WORKER_PROCESS = textwrap.dedent(
     model = TableModel(table, delay_s=0.003)
     store = open_store(url)
     strategy = token_tree_search(
-        top_k=3, branch_at="token", max_rollouts=30, max_generations=100, early_stop=False,
-        namespace=namespace, worker=worker,
+        step={"top_k": 3, "branch_at": "token"}, max_rollouts=30, max_generations=100, early_stop=False,
+        sharing={"namespace": namespace, "worker": worker},
     )
     result = asyncio.run(strategy(Task(id="code/1", prompt="P", kind="code"), Context({"default": model}, Similarity(), store=store)))
     print(json.dumps({"calls": model.calls, "info": {k: result.info[k] for k in ("rollouts", "generations", "evaluations", "waits", "root")}}))
@@ -399,14 +409,16 @@ async def test_two_worker_processes_on_one_redis_share_one_tree() -> None:
 
 
 async def test_capabilities_and_configuration_are_checked_first() -> None:
-    with pytest.raises(ConfigError, match="top_k must be at least 1"):
-        token_tree_search(top_k=0)
-    with pytest.raises(ConfigError, match=r"uncertainty must be in \(0, 1\]"):
-        token_tree_search(uncertainty=0.0)
+    with pytest.raises(ConfigError, match=r"step.top_k: Input should be greater than or equal to 1"):
+        token_tree_search(step={"top_k": 0})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"step.uncertainty: uncertainty must be in \(0, 1\]"):
+        token_tree_search(step={"uncertainty": 0.0})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"`top_k` moved to `step.top_k`"):
+        token_tree_search(top_k=3)  # type: ignore[call-arg]
     weak = FakeModel("fake/weak")
     weak.capabilities = ModelCapabilities(top_logprobs=2, prefix_continuation=True)
     with pytest.raises(CapabilityError, match="token_tree_search needs top-3 logprobs"):
-        await token_tree_search(top_k=3)(TASK, Context({"default": weak}, Rewards({})))
+        await token_tree_search(step=TokenStepParams(top_k=3))(TASK, Context({"default": weak}, Rewards({})))
     with pytest.raises(ConfigError, match="token_tree_search needs a verifier"):
         await tts()(TASK, Context({"default": TableModel(TABLE)}))
     assert weak.calls == 0
@@ -419,9 +431,9 @@ def test_prefix_mode_follows_token_access() -> None:
         id = "api/x"
 
     with pytest.raises(CapabilityError, match="needs token access; api/x has none"):
-        _prefix_mode(NoTokens(), "tokens")  # type: ignore[arg-type]
-    assert _prefix_mode(NoTokens(), "auto") == "text"  # type: ignore[arg-type]
-    assert _prefix_mode(TableModel({}), "auto") == "tokens"
+        _prefix_mode(NoTokens(), "tokens", "token_tree_search")  # type: ignore[arg-type]
+    assert _prefix_mode(NoTokens(), "auto", "token_tree_search") == "text"  # type: ignore[arg-type]
+    assert _prefix_mode(TableModel({}), "auto", "token_tree_search") == "tokens"
 
 
 SQUARE = Task(
@@ -446,7 +458,11 @@ async def test_over_an_openai_compatible_server_it_branches_at_lines(
     verifier = make_verifier("python_tests")
     store = open_store(str(tmp_path / "s.db"))
     result = await token_tree_search(
-        top_k=2, max_generations=3, max_rollouts=6, max_tokens=48, early_stop=False
+        step=TokenStepParams(top_k=2),
+        value=TokenValueParams(max_tokens=48),
+        max_generations=3,
+        max_rollouts=6,
+        early_stop=False,
     )(SQUARE, Context({"default": model}, verifier, store=store))
     assert (result.info["prefix"], result.info["branch_at"]) == ("text", "line")
     assert 1 <= result.info["generations"] <= 3 and result.info["rollouts"] <= 6
@@ -479,7 +495,10 @@ async def test_on_a_local_coder_the_search_fixes_what_greedy_gets_wrong(tmp_path
     store = open_store(str(tmp_path / "s.db"))
     with Tracer() as tracer:
         result = await token_tree_search(
-            top_k=3, max_generations=3, max_tokens=384, answer_prefix="```python\n{prompt}"
+            step=TokenStepParams(top_k=3),
+            value=TokenValueParams(max_tokens=384),
+            max_generations=3,
+            answer_prefix="```python\n{prompt}",
         )(task, Context({"default": model}, verifier, store=store))
     greedy, *others = result.candidates
     assert greedy.passed is False and others, "the greedy body should fail here"
@@ -496,4 +515,23 @@ async def test_on_a_local_coder_the_search_fixes_what_greedy_gets_wrong(tmp_path
         assert (again.passed, again.score) == (candidate.passed, candidate.score)
     page = render_tree(tracer.events, tmp_path / "tree.html").read_text()
     assert page.count("<circle") == len(nodes)
+    await store.aclose()
+
+
+async def test_a_solved_tree_ends_the_search(tmp_path: Path) -> None:
+    """MCTS-Solver: no program passes, so every finished node (no branch point left) is failed
+    once evaluated and never selected again; nodes whose children all failed fail too, and
+    when the root has failed the search ends long before its rollouts run out."""
+    store = open_store(str(tmp_path / "s.db"))
+    model = TableModel(TABLE)
+    result = await tts(max_rollouts=50, early_stop=False)(
+        TASK, Context({"default": model}, Rewards({}), store=store)
+    )
+    assert result.stopped == "done" and result.passed is False
+    nodes = await all_nodes(store, result.info["namespace"])
+    finished = [n for n in nodes if n.rollout is not None and not (n.rollout.verdict or {}).get("branches")]
+    assert finished and all(n.visits == 1 for n in finished), [(n.text, n.visits) for n in finished]
+    assert all(n.rollout is not None for n in nodes)  # every node evaluated: the tree is exhausted
+    assert (nodes[0].rollout.verdict or {}).get("solved") == "failed"  # type: ignore[union-attr]
+    assert result.info["rollouts"] == len(nodes) < 50  # one rollout per node, none repeated
     await store.aclose()

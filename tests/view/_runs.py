@@ -64,7 +64,7 @@ store: {url: STORE}
 nodes:
   search:
     strategy: mcts
-    params: {max_simulations: 12, expansion_width: 2, temperature: 1.0, step: line}
+    params: {max_simulations: 12, step: {kind: line, expansion_width: 2, temperature: 1.0}}
 edges:
   - {from: search, to: end}
 """
