@@ -296,6 +296,14 @@ class ExamplesVerifier:
         return verdict
 
 
+def public_tests() -> ExamplesVerifier:
+    """The ``public_tests`` verifier: a candidate against the task's public tests only
+    (:func:`public_task`), so a flow's strategies can rank by tests without seeing the hidden
+    ones. Registered here, beside the examples it reads; ``forkpath sweep`` gives it to the
+    strategies of a code grid and judges answers with the hidden tests."""
+    return ExamplesVerifier()
+
+
 def failure_report(verdict: Any, *, limit: int = 4, max_chars: int = 1200) -> str:
     """Failing tests of a verdict as short lines for a prompt (name, reason, message)."""
     lines: list[str] = []
