@@ -91,7 +91,7 @@ def sweep(
         raise ConfigError("--target-accuracy, --target-cost and --save go with --calibrate")
     if calibrate is not None and split.value == "test":
         raise ConfigError("--calibrate reads the dev split only; the test split is for reporting")
-    grid = load_grid(grid_path)
+    grid = load_grid(grid_path, calibrating=calibrate)
     spec = parse_dataset(dataset, split.value)
     updates: dict[str, object] = {"offset": offset, "limit": limit}
     if fields is not None:

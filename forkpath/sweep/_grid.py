@@ -26,6 +26,7 @@ the store's generation cache, and are charged what those samples cost when they 
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -152,11 +153,11 @@ class Grid:
         points: list[Point] = []
         for name, config in self.spec.configs.items():
             if config.sweep is None:
-                points.append(Point(config=name, params=dict(config.params)))
+                points.append(Point(config=name, params=copy.deepcopy(config.params)))
                 continue
             ((param, values),) = config.sweep.items()
             for value in sorted(values, key=_order, reverse=True):
-                params = {**config.params, param: value}
+                params = {**copy.deepcopy(config.params), param: value}
                 points.append(Point(config=name, param=param, value=value, params=params))
         for point in points:  # a saved file a parameter names is relative to the grid file
             saved = point.params.get("thresholds")
@@ -215,11 +216,13 @@ def _order(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, int | float) and not isinstance(value, bool) else (1, repr(value))
 
 
-def load_grid(path: str | Path) -> Grid:
+def load_grid(path: str | Path, *, calibrating: str | None = None) -> Grid:
     """Read and check a grid file; every problem is one :class:`ConfigError` at ``file:line``.
 
     Checked here: the YAML itself (as flows are), the grid's fields and types, and that every
     point makes a valid flow (strategy and verifier names, parameters and their ranges, roles).
+    The configuration being calibrated (``calibrating``) is checked without its thresholds file,
+    which calibration writes.
     """
     data, lines = load_yaml_file(path)
     if not isinstance(data, dict):
@@ -230,5 +233,10 @@ def load_grid(path: str | Path) -> Grid:
         raise render_validation_error(e, lines, GridSpec) from None
     grid = Grid(spec, lines, Path(path).resolve().parent)
     for point in grid.points():
+        if point.config == calibrating:
+            point.params.pop("thresholds", None)
+            for stage in point.params.get("stages", []):
+                if isinstance(stage, dict) and stage.get("gate") is not None:
+                    stage.setdefault("threshold", 0.0)  # any value: calibration fits them
         grid.flow(point, kind="code", store_url=":memory:")
     return grid
