@@ -16,12 +16,36 @@ from forkpath.sweep import Price, SweepConfig, analyse, bootstrap, load_grid, pa
 # Six math tasks; sample i of a task is answer i of its list (the fake model's script), so
 # budgets see different answers and self-consistency's vote moves with n.
 SCRIPT = {
-    "q0": ["The answer is 1.", "The answer is 0.", "The answer is 0.", "The answer is 0.", "The answer is 5."],
+    "q0": [
+        "The answer is 1.",
+        "The answer is 0.",
+        "The answer is 0.",
+        "The answer is 0.",
+        "The answer is 5.",
+    ],
     "q1": ["The answer is 1."],
-    "q2": ["The answer is 9.", "The answer is 8.", "The answer is 2.", "The answer is 2.", "The answer is 2."],
-    "q3": ["The answer is 4.", "The answer is 4.", "The answer is 3.", "The answer is 3.", "The answer is 3."],
+    "q2": [
+        "The answer is 9.",
+        "The answer is 8.",
+        "The answer is 2.",
+        "The answer is 2.",
+        "The answer is 2.",
+    ],
+    "q3": [
+        "The answer is 4.",
+        "The answer is 4.",
+        "The answer is 3.",
+        "The answer is 3.",
+        "The answer is 3.",
+    ],
     "q4": ["The answer is 7."],
-    "q5": ["The answer is 6.", "The answer is 5.", "The answer is 5.", "The answer is 1.", "The answer is 5."],
+    "q5": [
+        "The answer is 6.",
+        "The answer is 5.",
+        "The answer is 5.",
+        "The answer is 1.",
+        "The answer is 5.",
+    ],
 }
 
 GRID = """\
@@ -55,27 +79,35 @@ def tasks_file(path: Path) -> list:  # type: ignore[type-arg]
     with path.open("w") as f:
         for i in range(6):
             f.write(json.dumps({"id": f"t{i}", "question": f"q{i}: what is it?", "gold": i}) + "\n")
-    spec = DatasetSpec(name="jsonl", path=str(path), kind="math", fields={"prompt": "question", "answer": "gold"})  # type: ignore[arg-type]
+    spec = DatasetSpec(
+        name="jsonl", path=str(path), kind="math", fields={"prompt": "question", "answer": "gold"}
+    )  # type: ignore[arg-type]
     return load_tasks(spec)
 
 
 def outcome(runs: list) -> dict[tuple[str, str], tuple]:  # type: ignore[type-arg]
     """Per (point, task): the answer, the verdict and the full token cost."""
-    stats, rows = analyse(runs, {})
+    _, rows = analyse(runs, {})
     answers = {(r.point.name, rec.task_id): (rec.answer, rec.passed) for r in runs for rec in r.records}
-    return {(row.point, row.task_id): (*answers[(row.point, row.task_id)], row.tokens, row.calls) for row in rows}
+    return {
+        (row.point, row.task_id): (*answers[(row.point, row.task_id)], row.tokens, row.calls) for row in rows
+    }
 
 
 async def test_prefix_of_samples_equals_running_each_budget_alone(tmp_path: Path) -> None:
     tasks = tasks_file(tmp_path / "tasks.jsonl")
     values = [1, 2, 3, 5]
     together = await run_sweep(
-        load_grid(grid_file(tmp_path / "all" / "grid.yaml", values)), tasks, SweepConfig(out_dir=tmp_path / "all")
+        load_grid(grid_file(tmp_path / "all" / "grid.yaml", values)),
+        tasks,
+        SweepConfig(out_dir=tmp_path / "all"),
     )
     alone: list = []  # type: ignore[type-arg]
     for n in values:  # each budget in a sweep of its own: its own store, nothing to replay
         grid = load_grid(grid_file(tmp_path / f"n{n}" / "grid.yaml", [n]))
-        alone += [r for r in await run_sweep(grid, tasks, SweepConfig(out_dir=tmp_path / f"n{n}")) if r.point.param]
+        alone += [
+            r for r in await run_sweep(grid, tasks, SweepConfig(out_dir=tmp_path / f"n{n}")) if r.point.param
+        ]
     shared = outcome([r for r in together if r.point.param])
     separate = outcome(alone)
     assert shared == separate  # answers, verdicts, tokens and calls: identical
@@ -87,7 +119,9 @@ async def test_prefix_of_samples_equals_running_each_budget_alone(tmp_path: Path
     assert real == {"greedy": 6, "vote@n=5": 6 * 5} | {p: 0 for p in real if p not in ("greedy", "vote@n=5")}
     for run in together:
         if run.point.param:
-            assert all(u.cached_calls + u.calls == run.point.value for rec in run.records for u in rec.usage.values())
+            assert all(
+                u.cached_calls + u.calls == run.point.value for rec in run.records for u in rec.usage.values()
+            )
 
 
 async def test_a_resumed_sweep_computes_nothing_twice(tmp_path: Path) -> None:
@@ -172,7 +206,7 @@ configs:
     for rec in small.records:
         (usage,) = rec.usage.values()
         assert usage.calls == 0 and usage.cached_calls == 1 and usage.replayed_completion_tokens > 0
-    stats, rows = analyse(runs, {})
+    _, rows = analyse(runs, {})
     by = {(r.point, r.task_id): r for r in rows}
     for task in tasks:
         # the one sample of n=1 is the first of n=3's: it cost at most a third... of n=3's tokens
