@@ -17,7 +17,7 @@ def main() -> None:
     out = Path(sys.argv[1])
     data = json.loads((out / "sweep.json").read_text())
     points = data["points"]
-    print(f"{data['grid']} on {data['dataset']}, {data['tasks']} tasks\n")
+    print(f"{data['grid']} on {data['dataset']}, {data['n_tasks']} tasks\n")
     print(
         "| point | accuracy [95% CI] | tokens / task [CI] | wall s / task [CI] | calls / task | frontier (tokens, wall) |"
     )

@@ -143,11 +143,11 @@ async def _sweep(grid: Grid, tasks: list[Task], config: SweepConfig, plots: bool
 
     runs = await run_sweep(grid, tasks, config, on_point=on_point)
     stats, rows = analyse(runs, grid.spec.prices)
-    meta = {"grid": grid.spec.name, "dataset": config.dataset, "tasks": len({r.task_id for r in rows})}
+    meta = {"grid": grid.spec.name, "dataset": config.dataset, "n_tasks": len({r.task_id for r in rows})}
     paths = write_outputs(config.out_dir, stats, rows, meta)
     if plots:
         paths += plot_frontiers(
-            stats, config.out_dir, title=f"{grid.spec.name} on {config.dataset} ({meta['tasks']} tasks)"
+            stats, config.out_dir, title=f"{grid.spec.name} on {config.dataset} ({meta['n_tasks']} tasks)"
         )
     shown = table(
         "point",

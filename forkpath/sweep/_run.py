@@ -39,6 +39,9 @@ class SweepConfig(BaseModel):
     ray_address: str | None = None
     dataset: str | None = None
     """What the tasks came from (``humaneval:test``), for each run's manifest."""
+    warm_up: bool = True
+    """Local backend: load every grid model (one one-token call, uncached, unrecorded) before
+    the first point, so no task's wall time includes loading a model."""
 
 
 class PointRun(BaseModel):
@@ -83,6 +86,8 @@ async def run_sweep(
     flows = [(point, grid.flow(point, kind=tasks[0].kind, store_url=url)) for point in grid.points()]
     wanted = {t.id for t in tasks}
     runs: list[PointRun] = []
+    if config.warm_up and config.backend == "local":
+        await _warm_up(grid)
     store = open_store(url)
     try:
         for point, flow in flows:
@@ -107,3 +112,14 @@ async def run_sweep(
     finally:
         await store.aclose()
     return runs
+
+
+async def _warm_up(grid: Grid) -> None:
+    from forkpath.models import GenerateRequest, Message, UsageMeter, get_model, usage_meter
+
+    request = GenerateRequest(messages=(Message(role="user", content="Hi"),), max_tokens=1, temperature=0.0)
+    for spec in grid.spec.models.values():
+        model_id, options = (spec, {}) if isinstance(spec, str) else (spec.model, dict(spec.options))
+        model = get_model(model_id, **options)
+        with usage_meter(UsageMeter()):  # nobody's bill
+            await model.generate(request)
