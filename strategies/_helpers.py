@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
+from forkpath._params import Int
 from forkpath._trace import TokensEvent, TracedToken, VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.strategies._base import Candidate, Context
@@ -298,7 +299,7 @@ class ExamplesVerifier:
         return verdict
 
 
-def public_tests(max_examples: Annotated[int, Field(ge=1, le=100)] = 10) -> ExamplesVerifier:
+def public_tests(max_examples: Annotated[Int, Field(ge=1, le=100)] = 10) -> ExamplesVerifier:
     """The ``public_tests`` verifier: a candidate against the task's public tests only
     (:func:`public_task`), so a flow's strategies can rank by tests without seeing the hidden
     ones. Registered here, beside the examples it reads; ``forkpath sweep`` gives it to the
