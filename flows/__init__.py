@@ -8,15 +8,20 @@ Example:
 """
 
 from forkpath.flows._flow import Flow, FlowResult
+from forkpath.flows._lines import LineMap, render_validation_error
 from forkpath.flows._schema import EdgeSpec, FlowSpec, ModelSpec, NodeSpec, TraceSpec, VerifierSpec
+from forkpath.flows._yaml import load_yaml_file
 
 __all__ = [
     "EdgeSpec",
     "Flow",
     "FlowResult",
     "FlowSpec",
+    "LineMap",
     "ModelSpec",
     "NodeSpec",
     "TraceSpec",
     "VerifierSpec",
+    "load_yaml_file",
+    "render_validation_error",
 ]

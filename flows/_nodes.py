@@ -100,6 +100,7 @@ class FlowRuntime:
         return self._models[name]
 
     def verifier(self, name: str | None = None, params: dict[str, Any] | None = None) -> Any:
+        import forkpath.strategies  # noqa: F401 - registers the verifiers strategies provide (public_tests)
         from forkpath.verifiers import verifiers
 
         if name is None:

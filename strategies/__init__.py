@@ -8,7 +8,9 @@
 - search: ``beam_search``, ``mcts``, ``token_tree_search``, with their shared parameter groups
   (:class:`StepParams` / :class:`TokenStepParams`, :class:`ValueParams` /
   :class:`TokenValueParams`, :class:`SharingParams`);
-- routing: ``token_routing``, ``segment_offload``, ``cascade``, ``speculative_decoding``.
+- routing: ``token_routing``, ``segment_offload``, ``cascade``, ``speculative_decoding``;
+- ladders: ``escalate`` (stages gated by public tests, agreement, mean logprob or score;
+  thresholds fitted by ``forkpath sweep --calibrate``).
 
 Example:
     >>> from forkpath.strategies import Context, strategies
@@ -23,7 +25,21 @@ from forkpath.strategies._beam_search import beam_search
 from forkpath.strategies._best_of_n import best_of_n
 from forkpath.strategies._cascade import cascade
 from forkpath.strategies._cothink import cothink
+from forkpath.strategies._escalate import (
+    Fit,
+    Stage,
+    StageOutcome,
+    Thresholds,
+    escalate,
+    fit_thresholds,
+    load_thresholds,
+    run_stage,
+    save_thresholds,
+    simulate,
+    thresholds_file,
+)
 from forkpath.strategies._filter_cluster import filter_and_cluster
+from forkpath.strategies._helpers import public_tests
 from forkpath.strategies._mcts import mcts
 from forkpath.strategies._program_of_thought import program_of_thought
 from forkpath.strategies._search_params import (
@@ -42,15 +58,22 @@ from forkpath.strategies._thought_budget import thought_budget
 from forkpath.strategies._token_routing import token_routing
 from forkpath.strategies._token_tree_search import token_tree_search
 from forkpath.strategies._vote import Ballot, Vote, tally, vote_on
+from forkpath.verifiers import verifiers as _verifiers
+
+_verifiers.register("public_tests")(public_tests)
 
 __all__ = [
     "Ballot",
     "Candidate",
     "Context",
+    "Fit",
     "SharingParams",
+    "Stage",
+    "StageOutcome",
     "StepParams",
     "Strategy",
     "StrategyResult",
+    "Thresholds",
     "TokenStepParams",
     "TokenValueParams",
     "ValueParams",
@@ -61,17 +84,25 @@ __all__ = [
     "best_of_n",
     "cascade",
     "cothink",
+    "escalate",
     "filter_and_cluster",
+    "fit_thresholds",
+    "load_thresholds",
     "mcts",
     "program_of_thought",
+    "public_tests",
+    "run_stage",
+    "save_thresholds",
     "sed",
     "segment_offload",
     "self_consistency",
     "self_refine",
+    "simulate",
     "speculative_decoding",
     "strategies",
     "tally",
     "thought_budget",
+    "thresholds_file",
     "token_routing",
     "token_tree_search",
     "vote_on",

@@ -14,10 +14,12 @@ import ast
 import builtins
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
+from forkpath._params import Int
 from forkpath._trace import TokensEvent, TracedToken, VerdictEvent, emit
 from forkpath._types import Task
 from forkpath.strategies._base import Candidate, Context
@@ -247,14 +249,14 @@ def prompt_examples(task: Task, *, limit: int = 10) -> list[str]:
     return found[:limit]
 
 
-def public_task(task: Task) -> Task | None:
+def public_task(task: Task, *, limit: int = 10) -> Task | None:
     """A copy of ``task`` that carries only its public tests, or None when it has none.
 
     HumanEval-style tasks (a hidden ``test``): the prompt's examples as asserts. Tasks with
     asserts or stdin/stdout cases: those, as given (their datasets state them in the problem).
     """
     if task.test is not None:
-        examples = prompt_examples(task)
+        examples = prompt_examples(task, limit=limit)
         if not examples:
             return None
         return task.model_copy(update={"test": None, "asserts": examples, "io_cases": []})
@@ -275,7 +277,8 @@ class ExamplesVerifier:
 
     name = "prompt_examples"
 
-    def __init__(self, runner: Any = None) -> None:
+    def __init__(self, runner: Any = None, *, limit: int = 10) -> None:
+        self.limit = limit
         if runner is None:
             from forkpath.verifiers import make_verifier
 
@@ -285,7 +288,7 @@ class ExamplesVerifier:
     async def verify(self, task: Task, candidate: str) -> Any:
         from forkpath.verifiers import Verdict
 
-        public = public_task(task)
+        public = public_task(task, limit=self.limit)
         if public is None:
             return Verdict(
                 passed=False, score=0.0, verifier=self.name, details={"public_tests": 0, "no_examples": True}
@@ -294,6 +297,18 @@ class ExamplesVerifier:
         verdict.verifier = self.name
         verdict.details["public_tests"] = len(verdict.tests)
         return verdict
+
+
+def public_tests(max_examples: Annotated[Int, Field(ge=1, le=100)] = 10) -> ExamplesVerifier:
+    """The ``public_tests`` verifier: a candidate against the task's public tests only
+    (:func:`public_task`), so a flow's strategies can rank by tests without seeing the hidden
+    ones. Registered here, beside the examples it reads; ``forkpath sweep`` gives it to the
+    strategies of a code grid and judges answers with the hidden tests.
+
+    Args:
+        max_examples: at most this many of the prompt's examples become tests.
+    """
+    return ExamplesVerifier(limit=max_examples)
 
 
 def failure_report(verdict: Any, *, limit: int = 4, max_chars: int = 1200) -> str:

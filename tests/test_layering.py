@@ -22,6 +22,7 @@ PACKAGES = {
     "forkpath.store": ROOT / "store",
     "forkpath.models": ROOT / "forkpath" / "models",
     "forkpath.batch": ROOT / "forkpath" / "batch",
+    "forkpath.sweep": ROOT / "forkpath" / "sweep",
     "forkpath.server": ROOT / "forkpath" / "server",
     "forkpath.tools": ROOT / "forkpath" / "tools",
     "forkpath._cli": ROOT / "forkpath" / "_cli",

@@ -1,7 +1,7 @@
 """The ``forkpath`` command. It owns the terminal; the library only logs.
 
 One module per group of commands (``_flows``: run, validate, graph, trace; ``_batch``: batch,
-report, compare; ``_verify``; ``_store``; ``_router``), each a typer app mounted here. These
+report, compare; ``_sweep``: sweep; ``_verify``; ``_store``; ``_router``), each a typer app mounted here. These
 modules import typer, rich and the standard library only: everything else (pydantic models,
 numpy, networkx, langgraph, litellm, llama.cpp) is imported inside the command that needs it,
 so ``forkpath --help`` and every ``forkpath CMD --help`` start in a fraction of a second
@@ -76,9 +76,9 @@ def models_pull(name: str = typer.Argument(..., help="Bundled model, e.g. qwen2.
 
 def _mount() -> None:
     """Mount the command modules: groups under their name, the others' commands at the top."""
-    from forkpath._cli import _batch, _flows, _router, _serve, _store, _verify, _view
+    from forkpath._cli import _batch, _flows, _router, _serve, _store, _sweep, _verify, _view
 
-    for sub in (_flows.app, _batch.app, _verify.app, _serve.app, _view.app):
+    for sub in (_flows.app, _batch.app, _sweep.app, _verify.app, _serve.app, _view.app):
         app.registered_commands.extend(sub.registered_commands)  # run, validate, batch, verify, ...
         app.registered_groups.extend(sub.registered_groups)  # trace
     for sub, group in ((_store.app, "store"), (_router.app, "router")):

@@ -26,6 +26,14 @@ class Backend(StrEnum):
     ray = "ray"
 
 
+class Split(StrEnum):
+    """Which part of a task set (``forkpath/_datasets.py``: a fixed split by task id)."""
+
+    all = "all"
+    dev = "dev"
+    test = "test"
+
+
 class OnBadLine(StrEnum):
     """What a malformed dataset line does."""
 
@@ -45,6 +53,9 @@ def batch(
         "--offset",
         min=0,
         help="Skip this many tasks first (default: the flow's dataset offset, else 0).",
+    ),
+    split: Split | None = typer.Option(
+        None, "--split", help="dev or test: that fixed part of the task set (default: the flow's, else all)."
     ),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: runs/<run id>)."),
     run_id: str | None = typer.Option(
@@ -117,6 +128,8 @@ def batch(
         updates["offset"] = offset
     if limit is not None:
         updates["limit"] = limit
+    if split is not None:
+        updates["split"] = split.value
     tasks = load_tasks(DatasetSpec.model_validate({**spec.model_dump(), **updates}))
     run_id = run_id or (out.name if out is not None and out.name else uuid.uuid4().hex[:10])
     out = out or Path("runs") / run_id

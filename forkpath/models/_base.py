@@ -24,7 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from forkpath._concurrency import gather_all
 from forkpath._errors import CapabilityError, is_retryable
 from forkpath._trace import ModelCallEvent, emit
-from forkpath.models._types import GenerateChunk, GenerateRequest, GenerateResult, ModelCapabilities
+from forkpath.models._types import GenerateChunk, GenerateRequest, GenerateResult, ModelCapabilities, Usage
 from forkpath.models._usage import record_usage
 
 
@@ -163,9 +163,15 @@ class Model(ABC):
         hit = await self.cache.get(key)
         if hit is None:
             return None
-        result = GenerateResult.model_validate(hit).model_copy(update={"cached": True, "latency_s": 0.0})
-        result.usage = result.usage.model_copy(
-            update={"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0, "cached_calls": 1}
+        original = GenerateResult.model_validate(hit)
+        result = original.model_copy(update={"cached": True, "latency_s": 0.0})
+        paid = original.usage
+        result.usage = Usage(
+            cached_calls=1,
+            replayed_prompt_tokens=paid.prompt_tokens + paid.replayed_prompt_tokens,
+            replayed_completion_tokens=paid.completion_tokens + paid.replayed_completion_tokens,
+            replayed_cost=paid.cost + paid.replayed_cost,
+            replayed_seconds=original.latency_s + paid.replayed_seconds,
         )
         return result
 

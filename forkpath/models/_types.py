@@ -225,6 +225,13 @@ class Usage(BaseModel):
     """US dollars where the provider's price is known, else 0."""
     cached_calls: int = 0
     """Calls answered from the generation cache (no tokens spent)."""
+    replayed_prompt_tokens: int = 0
+    """What the cached calls cost when they were made (``forkpath sweep`` counts a budget's
+    samples at their price, whichever budget drew them first); never charged to a budget."""
+    replayed_completion_tokens: int = 0
+    replayed_cost: float = 0.0
+    replayed_seconds: float = 0.0
+    """The cached calls' latency when they were made."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -233,6 +240,10 @@ class Usage(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cost=self.cost + other.cost,
             cached_calls=self.cached_calls + other.cached_calls,
+            replayed_prompt_tokens=self.replayed_prompt_tokens + other.replayed_prompt_tokens,
+            replayed_completion_tokens=self.replayed_completion_tokens + other.replayed_completion_tokens,
+            replayed_cost=self.replayed_cost + other.replayed_cost,
+            replayed_seconds=self.replayed_seconds + other.replayed_seconds,
         )
 
     @property

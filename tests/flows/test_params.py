@@ -41,6 +41,20 @@ def flow_with(kind: str, name: str, params: dict[str, Any]) -> str:
 
 # (strategy or verifier, kind, params, line offset of the bad one (None: the params line), fragment)
 CASES: list[tuple[str, str, dict[str, Any], int | None, str]] = [
+    (
+        "public_tests",
+        "verifier",
+        {"max_examples": 0},
+        0,
+        "max_examples: Input should be greater than or equal to 1",
+    ),
+    (
+        "escalate",
+        "strategy",
+        {"stages": [{"strategy": "best_of_n", "gate": "loud"}]},
+        2,
+        "stages[0].gate: Input should be",
+    ),
     ("best_of_n", "strategy", {"n": 0}, 0, "n: Input should be greater than or equal to 1"),
     (
         "best_of_n",
