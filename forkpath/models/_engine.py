@@ -144,7 +144,9 @@ class Scheduler:
         self._waiting: deque[Job] = deque()
         self._closing = False
         self.decoded_tokens = 0
-        """Tokens decoded since load (prompt and generated; tests count re-evaluation with it)."""
+        """Tokens decoded since load, prompts and generated ones."""
+        self.prompt_tokens_decoded = 0
+        """Prompt tokens decoded since load (what the prefix index did not save)."""
         self.steps = 0
         self._thread = threading.Thread(target=self._loop, name=f"llamacpp-{name}", daemon=True)
         self._thread.start()
@@ -319,6 +321,11 @@ class Scheduler:
             idle_tie = best is not None and n == shared and slot.job is None and best.job is not None
             if n > shared or (n > 0 and idle_tie):
                 best, shared = slot, n
+        for slot in self.slots:
+            other = slot.job
+            if other is not None and slot.pending is None and slot.fed < len(other.tokens):
+                if min(common_prefix(other.tokens, job.tokens), keep) > shared:
+                    return False  # a job still prefilling this prompt will hold it: copy it then
         if best is not None and best.job is None:
             target = best  # taken over in place: cut to the shared prefix
         else:
@@ -400,6 +407,7 @@ class Scheduler:
             raise ModelError(f"llama_decode failed with code {code} on a batch of {len(entries)} tokens")
         self.steps += 1
         self.decoded_tokens += len(entries)
+        self.prompt_tokens_decoded += len(entries) - len(decoding)
         for slot, token, _pos, _row in entries:
             slot.append(token, lambda: next(self._origins))
         for slot in prefilling:
