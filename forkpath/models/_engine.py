@@ -25,7 +25,6 @@ the live slots hold, plus every running job's remaining growth, plus its own, fi
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import threading
 from collections import deque
@@ -123,7 +122,9 @@ class Scheduler:
             nothing decoding takes up to ``n_batch``).
     """
 
-    def __init__(self, llm: Any, *, n_ctx: int, n_seq_max: int, kv_cells: int, prefill_chunk: int, name: str) -> None:
+    def __init__(
+        self, llm: Any, *, n_ctx: int, n_seq_max: int, kv_cells: int, prefill_chunk: int, name: str
+    ) -> None:
         import llama_cpp
 
         self.llama_cpp = llama_cpp
@@ -323,9 +324,9 @@ class Scheduler:
                 best, shared = slot, n
         for slot in self.slots:
             other = slot.job
-            if other is not None and slot.pending is None and slot.fed < len(other.tokens):
-                if min(common_prefix(other.tokens, job.tokens), keep) > shared:
-                    return False  # a job still prefilling this prompt will hold it: copy it then
+            prefilling = other is not None and slot.pending is None and slot.fed < len(other.tokens)
+            if prefilling and min(common_prefix(other.tokens, job.tokens), keep) > shared:  # type: ignore[union-attr]
+                return False  # a job still prefilling this prompt will hold it: copy it then
         if best is not None and best.job is None:
             target = best  # taken over in place: cut to the shared prefix
         else:
@@ -358,9 +359,10 @@ class Scheduler:
         """Cells held once ``target`` is cut to ``shared`` tokens (taken over) or emptied."""
         saved = target.tokens, target.spans
         if target is best:
-            target.tokens, target.spans = target.tokens[:shared], [
-                (o, lo, min(hi, shared)) for o, lo, hi in target.spans if lo < shared
-            ]
+            target.tokens, target.spans = (
+                target.tokens[:shared],
+                [(o, lo, min(hi, shared)) for o, lo, hi in target.spans if lo < shared],
+            )
         else:
             target.tokens, target.spans = [], []
         try:
@@ -438,5 +440,3 @@ class _Barrier(Job):
 
     def __init__(self) -> None:
         super().__init__([0])
-
-

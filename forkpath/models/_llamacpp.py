@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from forkpath._errors import ContextWindowError, ModelError, ModelNotFoundError
+from forkpath._errors import ModelError, ModelNotFoundError
 from forkpath.models._base import Model
 from forkpath.models._engine import Job, Scheduler
 from forkpath.models._sampling import choose_token, penalty_history, sample_rng
@@ -101,7 +101,7 @@ class _Engine:
         except (ValueError, RuntimeError) as e:
             raise ModelNotFoundError(f"cannot load GGUF file {path}: {e}") from e
         self.n_vocab = self.llm.n_vocab()
-        self.n_ctx = min(n_ctx, self.llm.n_ctx())
+        self.n_ctx = n_ctx
         self.eos = self.llm.token_eos()
         self.eot = {self.eos, *self._end_tokens()}
         self.chat_formatter = self._chat_formatter()
@@ -562,7 +562,9 @@ class LlamaCppModel(Model):
         prompt = self._prompt_ids(request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[TokenInfo | None] = asyncio.Queue()
-        job = _DecodeJob(self._engine, prompt, request, on_token=lambda t: _call_soon(loop, queue.put_nowait, t))
+        job = _DecodeJob(
+            self._engine, prompt, request, on_token=lambda t: _call_soon(loop, queue.put_nowait, t)
+        )
         job.finish = lambda: _call_soon(loop, queue.put_nowait, None)  # type: ignore[method-assign]
         if request.max_tokens:
             scheduler = self._engine.scheduler
