@@ -268,6 +268,11 @@ class Scheduler:
             self._evict(slot)
             self._fail(job, error)
             return
+        if job.cancelled:  # nobody wants what it decoded: free the cells, not cache them
+            self._evict(slot)
+            job.done = True
+            job.finish()
+            return
         slot.job = None
         slot.pending = None
         slot.used = next(self._tick)
