@@ -155,9 +155,7 @@ async def one_model(name: str, steps: int, rounds: int, problems: int, sample_to
     for width in (4, 8, 16):
         cells = []
         for k in sorted({1, 2, 4, 8, width} & set(range(1, width + 1))):
-            rate = statistics.median(
-                width * steps / raw_loop(model, prompt, width, steps, k) for _ in range(rounds)
-            )
+            rate = width * steps / raw_loop(model, prompt, width, steps, k)  # one round: a guide
             cells.append(f"k={k}: {rate:.1f}")
         print(f"  B={width}: " + ", ".join(cells), flush=True)
 
