@@ -177,3 +177,26 @@ async def test_a_call_bigger_than_all_kv_cells_is_refused_at_once(smollm2_path: 
     model = LlamaCppModel("local/smollm2-135m", smollm2_path, n_ctx=1024, n_threads=2, kv_cells=64)
     with pytest.raises(ContextWindowError, match="exceed the engine's"):
         await model.generate(GenerateRequest(messages=ASK, max_tokens=500))
+
+
+async def test_penalties_act_on_raw_logits_over_the_generated_tokens_as_llama_cpp_python(
+    smollm2: LlamaCppModel, smollm2_path: Path
+) -> None:
+    """Greedy with repetition and frequency penalties gives llama-cpp-python's own sampler chain's
+    tokens (penalties on raw logits over the generated tokens, then greedy), and the penalties
+    do change the output."""
+    from forkpath.models._llamacpp import new_llama
+
+    prompt = smollm2.tokenize("The list: cat, dog, cat, dog, cat, dog, cat,")
+    plain = GenerateRequest(prompt_tokens=tuple(prompt), max_tokens=24)
+    penalised = plain.model_copy(update={"repetition_penalty": 1.5, "frequency_penalty": 0.5})
+    ours = await smollm2.generate(penalised)
+    assert ours.text != (await smollm2.generate(plain)).text
+    reference = new_llama(smollm2_path, batch_invariant=True, n_ctx=2048, n_threads=2, verbose=False)
+    try:
+        theirs = reference.create_completion(
+            prompt=prompt, max_tokens=24, temperature=0.0, repeat_penalty=1.5, frequency_penalty=0.5
+        )
+    finally:
+        reference.close()
+    assert ours.text == theirs["choices"][0]["text"]  # type: ignore[index]
