@@ -62,6 +62,7 @@ async def test_logprobs_agree_with_llama_cpp_python_logits_all(
     changes the float results of the quantised kernels by up to ~1e-2, which is not what we test.
     """
     prompt = model.chat_prefix(PROMPT)
+    model._engine.scheduler.forget()  # the prompt in one batch, as the reference takes it
     result = await model.generate(GenerateRequest(prompt_tokens=tuple(prompt), max_tokens=6, top_logprobs=3))
     generated = [t.token_id for t in result.tokens]
     reference = new_llama(smollm2_path, n_ctx=512, logits_all=True, verbose=False)
