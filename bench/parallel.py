@@ -18,7 +18,7 @@ Rounds are interleaved (forkpath, raw, forkpath, raw, ...) and medians kept, so 
 processes on a shared machine hits every variant alike. Run it under the bench lock:
 
     flock /tmp/forkpath-bench.lock python bench/parallel.py [--models smollm2-135m,...] \
-        [--tokens 48] [--rounds 3] [--problems 5] [--sample-tokens 96]
+        [--tokens 48] [--rounds 3] [--problems 5] [--sample-tokens 96] [--threads 2]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from forkpath.models._llamacpp import LlamaCppModel, new_llama
 from forkpath.models._local import resolve
 
 SIZES = (1, 2, 4, 8, 16)
-THREADS = 2
+THREADS = int(os.environ.get("FORKPATH_BENCH_THREADS", "2"))
 
 
 def raw_loop(model: LlamaCppModel, prompt: list[int], width: int, steps: int, split: int = 0) -> float:
@@ -234,13 +234,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--problems", type=int, default=5)
     parser.add_argument("--sample-tokens", type=int, default=96)
+    parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["FORKPATH_BENCH_THREADS"] = str(args.threads)
     if args.one:
         problems = 0 if args.one.startswith("smollm2") else args.problems
         asyncio.run(one_model(args.one, args.tokens, args.rounds, problems, args.sample_tokens))
         return
-    os.environ.setdefault("GGML_CPU_TILED_MM", os.environ.get("GGML_CPU_TILED_MM", "1"))
     for name in args.models.split(","):
         cmd = [
             sys.executable,
