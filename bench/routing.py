@@ -66,7 +66,7 @@ def log(message: str) -> None:
 def cold(*models: Model) -> None:
     """Empty the models' KV caches so every method pays its own prompt prefill."""
     for model in models:
-        model._engine.llm.n_tokens = 0  # type: ignore[attr-defined]
+        model._engine.scheduler.forget()  # type: ignore[attr-defined]
 
 
 # -- the machine's bound ---------------------------------------------------------------------------
@@ -85,7 +85,6 @@ async def measure_speeds(
 
     for _ in range(rounds):
         for model in (small, large):
-            engine = model._engine  # type: ignore[attr-defined]
             cold(model)
             started = time.perf_counter()
             last = await model.next_token_logprobs(prompt)  # type: ignore[attr-defined]
@@ -98,7 +97,6 @@ async def measure_speeds(
             step = (time.perf_counter() - started) / steps
             add(model, "step_s", step)
             for gamma in range(1, 9):
-                engine.llm.n_tokens = len(prompt) + 1  # as during decoding: the prompt is cached
                 draft = [*tokens[len(prompt) :], *[tokens[-1]] * 8][:gamma]
                 started = time.perf_counter()
                 await model.continuation_logprobs(prompt, draft)  # type: ignore[attr-defined]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-import click
 import typer
 
 from forkpath._cli._term import err_console
@@ -61,7 +60,6 @@ def serve(
         "auto",
         "--http",
         help="HTTP parser: auto (httptools when installed, else h11), httptools or h11.",
-        click_type=click.Choice(["auto", "httptools", "h11"]),
     ),
 ) -> None:
     """Serve flows and strategies over an OpenAI-compatible HTTP API."""
@@ -106,6 +104,8 @@ def serve(
         f"flows: {names}; strategy targets: STRATEGY:MODEL over {', '.join(config.allow_models)}",
         highlight=False,
     )
+    if http not in ("auto", "httptools", "h11"):
+        raise ConfigError(f"--http must be auto, httptools or h11, not {http!r}")
     if http == "httptools":
         try:
             import httptools  # noqa: F401

@@ -5,11 +5,13 @@ keeps every position's logits and runs about ten times slower. We read only the 
 logits (``llama_get_logits_ith(ctx, -1)``, a view, no copy), which gives top-k logprobs and the
 entropy of the full distribution at plain-generation speed.
 
-One :class:`_Engine` per (file, context size, batch invariance) is loaded per process and shared by every
-:class:`LlamaCppModel` on it. All work on an engine runs on its single-thread executor, so
-concurrent callers are serialised without sharing llama.cpp state across threads. The engine
-keeps the tokens in its KV cache (``Llama.input_ids[:n_tokens]``); a call whose prompt shares a
-prefix with the previous one evaluates only the new suffix.
+One :class:`_Engine` per (file, context size, batch invariance, sequences, KV cells) is loaded
+per process and shared by every :class:`LlamaCppModel` on it. Its
+:class:`~forkpath.models._engine.Scheduler` owns the llama.cpp context and decodes every caller's
+sequences together, one batch per step (continuous batching, shared prompt KV, a prefix index
+over the sequences: see :mod:`forkpath.models._engine`). A generation becomes a
+:class:`_DecodeJob` (its sampler state: seed + sample index, stop strings, max_tokens, logprobs),
+a token-level call a :class:`_RowsJob` (the logits rows it asks for).
 
 Two load-time settings matter for correctness, not just speed:
 
@@ -36,16 +38,16 @@ import atexit
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from forkpath._errors import ContextWindowError, ModelError, ModelNotFoundError
+from forkpath._errors import ModelError, ModelNotFoundError
 from forkpath.models._base import Model
-from forkpath.models._sampling import choose_token, sample_rng
+from forkpath.models._engine import Job, Scheduler
+from forkpath.models._sampling import choose_token, penalty_history, sample_rng
 from forkpath.models._tool_calls import (
     TOOL_CALL_TAGS,
     forced_call_opening,
@@ -54,6 +56,7 @@ from forkpath.models._tool_calls import (
 )
 from forkpath.models._types import (
     FinishReason,
+    GenerateChunk,
     GenerateRequest,
     GenerateResult,
     Message,
@@ -66,24 +69,38 @@ from forkpath.models._types import (
 from forkpath.models._uncertainty import entropy, log_softmax
 
 MAX_TOP_LOGPROBS = 100
-PENALTY_WINDOW = 64
-"""Repetition penalties look at the last 64 tokens (prompt included), as llama.cpp's do."""
+DEFAULT_SEQUENCES = 16
+"""Sequences one engine decodes together (``n_seq_max``)."""
+DEFAULT_KV_PER_CTX = 2
+"""KV cells of an engine, per token of ``n_ctx`` (the cache is shared by all its sequences)."""
+MAX_QUEUED = 1024
+"""Calls in flight through one model instance (the engine queues them FIFO)."""
+PREFILL_CHUNK = 512
+"""Most prompt tokens added to a step in which other sequences decode."""
 
 
 class _Engine:
-    """One loaded llama.cpp model and context, driven from one thread."""
+    """One loaded llama.cpp model and context, decoded by its scheduler thread."""
 
-    def __init__(self, path: Path, n_ctx: int, n_threads: int | None, batch_invariant: bool = False) -> None:
-        import llama_cpp
-
-        self.llama_cpp = llama_cpp
+    def __init__(
+        self,
+        path: Path,
+        n_ctx: int,
+        n_threads: int | None,
+        batch_invariant: bool = False,
+        *,
+        n_seq_max: int = DEFAULT_SEQUENCES,
+        kv_cells: int | None = None,
+    ) -> None:
         self.path = path
         self.batch_invariant = batch_invariant
+        cells = kv_cells or DEFAULT_KV_PER_CTX * n_ctx
         try:
             self.llm = new_llama(
                 path,
                 batch_invariant=batch_invariant,
-                n_ctx=n_ctx,
+                n_seq_max=n_seq_max,
+                n_ctx=cells,
                 n_threads=n_threads or os.cpu_count() or 1,
                 logits_all=False,
                 verbose=False,
@@ -91,13 +108,20 @@ class _Engine:
         except (ValueError, RuntimeError) as e:
             raise ModelNotFoundError(f"cannot load GGUF file {path}: {e}") from e
         self.n_vocab = self.llm.n_vocab()
-        self.n_ctx = min(n_ctx, self.llm.n_ctx(), len(self.llm.input_ids))
+        self.n_ctx = n_ctx
         self.eos = self.llm.token_eos()
         self.eot = {self.eos, *self._end_tokens()}
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llamacpp-{path.stem}")
         self.chat_template: str | None = self.llm.metadata.get("tokenizer.chat_template")
         self.chat_formatter = self._chat_formatter()
-        self.shown_specials = self._shown_specials()
+        self._pieces: dict[int, bytes] = self._shown_specials()
+        self.scheduler = Scheduler(
+            self.llm,
+            n_ctx=self.n_ctx,
+            n_seq_max=n_seq_max,
+            kv_cells=self.llm.n_ctx(),
+            prefill_chunk=PREFILL_CHUNK,
+            name=path.stem,
+        )
         if batch_invariant:
             self._probe_batch_invariance()
 
@@ -112,15 +136,14 @@ class _Engine:
         text = b"def add(a, b):\n    return a + b\n\nprint(add(2, 3))\n"
         probe = (self.llm.tokenize(text) * 12)[:12]
         try:
-            whole = self.eval_prefix(probe).copy()
-            self.llm.n_tokens = 0
-            self.sync(probe[:-1])
-            alone = self.step(probe[-1]).copy()
+            whole = self.rows(probe, 1)[0]
+            self.scheduler.forget()
+            self.rows(probe[:-1], 1)
+            alone = self.rows(probe, 1)[0]
+            self.scheduler.forget()
         except BaseException:
             self.close()
             raise
-        self.llm.n_tokens = 0
-        self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         gap = float(np.max(np.abs(whole - alone)))
         if gap == 0.0:
             return
@@ -137,8 +160,14 @@ class _Engine:
             f"(max difference {gap:.3g}) in this process; {why}"
         )
 
+    def rows(self, tokens: Sequence[int], n_rows: int) -> np.ndarray:
+        """The logits after each of the last ``n_rows`` of ``tokens``, blocking (no event loop)."""
+        job = _RowsJob(tokens, n_rows, self.n_vocab)
+        self.scheduler.run_sync(job)
+        return job.out
+
     def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        self.scheduler.close()
         self.llm.close()
 
     def _end_tokens(self) -> set[int]:
@@ -164,72 +193,11 @@ class _Engine:
             template=template, eos_token=piece(self.eos), bos_token=piece(bos) if bos >= 0 else ""
         )
 
-    # -- runs on the engine thread ---------------------------------------------------------------
-    def eval_prefix(self, tokens: Sequence[int]) -> np.ndarray:
-        """Bring the context to exactly ``tokens``, reusing the cached prefix; return last logits."""
-        if not tokens:
-            raise ModelError("cannot evaluate an empty prefix")
-        if len(tokens) >= self.n_ctx:
-            raise ContextWindowError(f"{len(tokens)} tokens do not fit the context of {self.n_ctx}")
-        # The last token is always evaluated again: its logits are what we need. Llama.eval drops
-        # the KV entries past n_tokens before decoding.
-        self.llm.n_tokens = min(self._cached(tokens), len(tokens) - 1)
-        self.llm.eval(list(tokens[self.llm.n_tokens :]))
-        return self.last_logits()
-
-    def _cached(self, tokens: Sequence[int]) -> int:
-        """How many leading ``tokens`` the KV cache already holds."""
-        cached = self.llm.input_ids[: self.llm.n_tokens]
-        limit = min(len(cached), len(tokens))
-        diverge = np.flatnonzero(cached[:limit] != np.asarray(tokens[:limit]))
-        return int(diverge[0]) if diverge.size else limit
-
-    def sync(self, tokens: Sequence[int]) -> None:
-        """Bring the KV cache to exactly ``tokens``, evaluating only what it lacks (no logits)."""
-        common = self._cached(tokens)
-        self.llm.n_tokens = common
-        if common < len(tokens):
-            self.llm.eval(list(tokens[common:]))
-
-    def eval_rows(self, tokens: Sequence[int], n_rows: int) -> np.ndarray:
-        """Bring the context to ``tokens`` and return the logits after each of the last
-        ``n_rows`` tokens, as one ``(n_rows, n_vocab)`` array, computed in one batch.
-
-        This is what speculative decoding's verification and teacher-forced scoring need.
-        Unless the engine is batch-invariant, batched evaluation gives float results that differ
-        from one-token-at-a-time evaluation (up to ~0.5 in a logit; see the module docstring).
-        """
-        if not 0 < n_rows <= min(len(tokens), self.llm.n_batch):
-            raise ModelError(f"n_rows must be in 1..{min(len(tokens), self.llm.n_batch)}, got {n_rows}")
-        if len(tokens) >= self.n_ctx:
-            raise ContextWindowError(f"{len(tokens)} tokens do not fit the context of {self.n_ctx}")
-        head = len(tokens) - n_rows
-        self.sync(tokens[:head])  # the rows' own tokens are decoded below, in one batch
-        llm = self.llm
-        llm._ctx.kv_cache_seq_rm(-1, head, -1)
-        tail = list(tokens[head:])
-        llm._batch.set_batch(batch=tail, n_past=head, logits_all=True)
-        llm._ctx.decode(llm._batch)
-        llm.input_ids[head : head + n_rows] = tail
-        llm.n_tokens = head + n_rows
-        rows = np.empty((n_rows, self.n_vocab), dtype=np.float32)
-        for i in range(n_rows):
-            ptr = self.llama_cpp.llama_get_logits_ith(llm._ctx.ctx, i)
-            rows[i] = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-        return rows
-
-    def step(self, token: int) -> np.ndarray:
-        if self.llm.n_tokens + 1 >= self.n_ctx:
-            raise ContextWindowError(f"generation reached the context size {self.n_ctx}")
-        self.llm.eval([token])
-        return self.last_logits()
-
-    def last_logits(self) -> np.ndarray:
-        ptr = self.llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-
     def piece(self, token: int) -> bytes:
-        return self.shown_specials.get(token) or bytes(self.llm.detokenize([token]))
+        cached = self._pieces.get(token)
+        if cached is None:
+            cached = self._pieces[token] = bytes(self.llm.detokenize([token]))
+        return cached
 
     def _shown_specials(self) -> dict[int, bytes]:
         """Special tokens that are part of the text a caller reads: the tool-call tags of
@@ -242,7 +210,108 @@ class _Engine:
         return shown
 
 
-_ENGINES: dict[tuple[str, int, bool], _Engine] = {}
+class _RowsJob(Job):
+    """A token-level call: the logits rows after the last ``n_rows`` tokens (teacher forcing,
+    a next-token distribution, speculative verification)."""
+
+    def __init__(self, tokens: Sequence[int], n_rows: int, n_vocab: int) -> None:
+        super().__init__(tokens, rows=n_rows)
+        self.out = np.empty((n_rows, n_vocab), dtype=np.float32)
+
+    def on_logits(self, index: int, logits: np.ndarray) -> int | None:
+        self.out[index] = logits
+        return None
+
+
+class _DecodeJob(Job):
+    """A generation's sampler state; runs on the engine thread, one token per step."""
+
+    def __init__(
+        self,
+        engine: _Engine,
+        prompt: list[int],
+        request: GenerateRequest,
+        on_token: Callable[[TokenInfo], None] | None = None,
+    ) -> None:
+        super().__init__(prompt, rows=1, growth=request.max_tokens)
+        self.engine = engine
+        self.request = request
+        self.sampling = request.sampling
+        self.rng = sample_rng(request.seed, request.sample_index)
+        self.generated: list[int] = []
+        self.infos: list[TokenInfo] = []
+        self.text = bytearray()
+        self.finish_reason: FinishReason = "length"
+        self.on_token = on_token
+        self.streamed = 0
+        self.hold = max((len(s.encode()) for s in request.stop), default=1) - 1
+        """Bytes of text not streamed yet because a stop string may still cut them."""
+
+    def on_logits(self, index: int, logits: np.ndarray) -> int | None:
+        engine, request, sampling = self.engine, self.request, self.sampling
+        # Penalties act on raw logits over the generated tokens, as llama-cpp-python's server does.
+        history = penalty_history(self.generated) if sampling.penalised else ()
+        token = choose_token(logits, sampling, self.rng, history)
+        self.generated.append(token)
+        if token in engine.eot:
+            self.finish_reason = "stop"
+            return None
+        piece = engine.piece(token)
+        info = TokenInfo(token=piece.decode("utf-8", errors="replace"), token_id=token)
+        if request.wants_logprobs:
+            logprobs = log_softmax(logits)
+            info.logprob = float(logprobs[token])
+            info.entropy = entropy(logprobs)
+            k = request.top_logprobs
+            if k:
+                top = np.argpartition(-logprobs, k)[:k]
+                top = top[np.argsort(-logprobs[top])]
+                info.top = [
+                    TopLogprob(
+                        token=engine.piece(int(t)).decode("utf-8", errors="replace"),
+                        token_id=int(t),
+                        logprob=float(logprobs[t]),
+                    )
+                    for t in top
+                ]
+        self.infos.append(info)
+        self.text.extend(piece)
+        if request.stop:
+            decoded = self.text.decode("utf-8", errors="ignore")
+            hit = [decoded.index(s) for s in request.stop if s in decoded]
+            if hit:
+                self.text = bytearray(decoded[: min(hit)].encode())
+                self.infos = _tokens_within(self.infos, len(self.text), engine)
+                self.finish_reason = "stop"
+                return None
+        if self.on_token is not None:
+            self._stream_safe()
+        return token if len(self.infos) < request.max_tokens else None
+
+    def _stream_safe(self) -> None:
+        """Hand the tokens no stop string can cut any more to ``on_token``."""
+        assert self.on_token is not None
+        safe = len(self.text) - self.hold
+        used = sum(len(self.engine.piece(i.token_id or 0)) for i in self.infos[: self.streamed])
+        while self.streamed < len(self.infos):
+            info = self.infos[self.streamed]
+            used += len(self.engine.piece(info.token_id or 0))
+            if used > safe:
+                break
+            self.on_token(info)
+            self.streamed += 1
+
+    def result(self, model_id: str) -> GenerateResult:
+        return GenerateResult(
+            model=model_id,
+            text=self.text.decode("utf-8", errors="replace"),
+            tokens=self.infos,
+            finish_reason=self.finish_reason,
+            usage=Usage(calls=1, prompt_tokens=len(self.tokens), completion_tokens=len(self.infos)),
+        )
+
+
+_ENGINES: dict[tuple[str, int, bool, int, int | None], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
@@ -268,18 +337,47 @@ def reserve_batch_invariance() -> None:
     os.environ.setdefault("GGML_CPU_TILED_MM", "0")
 
 
-def new_llama(path: str | Path, *, batch_invariant: bool = False, **kwargs: Any) -> Any:
+def new_llama(path: str | Path, *, batch_invariant: bool = False, n_seq_max: int = 1, **kwargs: Any) -> Any:
     """A ``llama_cpp.Llama`` for ``path`` loaded as forkpath loads models: extra weight buffers
     only where they are safe, and with ``batch_invariant`` the settings of the module docstring.
-    ``kwargs`` go to ``Llama`` (``n_ctx``, ``n_threads``, ``logits_all``, ...)."""
+    ``n_seq_max`` > 1 gives a context of that many sequences over one unified KV cache of
+    ``n_ctx`` cells. ``kwargs`` go to ``Llama`` (``n_ctx``, ``n_threads``, ``logits_all``, ...)."""
     import llama_cpp
 
     if batch_invariant:
         reserve_batch_invariance()
         q8 = llama_cpp.GGML_TYPE_Q8_0
         kwargs = {**kwargs, "flash_attn": True, "type_k": q8, "type_v": q8}
-    with model_params(use_extra_bufts=not batch_invariant and extra_buffers_safe()):
+    with (
+        model_params(use_extra_bufts=not batch_invariant and extra_buffers_safe()),
+        _sequences(n_seq_max),
+    ):
         return llama_cpp.Llama(model_path=str(path), **kwargs)
+
+
+@contextlib.contextmanager
+def _sequences(n_seq_max: int) -> Iterator[None]:
+    """Create contexts with ``n_seq_max`` sequences and a unified KV cache, which ``Llama`` has
+    no argument for: its constructor takes ``llama_context_default_params``, patched here."""
+    import llama_cpp.llama_cpp as low
+
+    if n_seq_max == 1:
+        yield
+        return
+    with _PARAMS_LOCK:
+        default = low.llama_context_default_params
+
+        def params() -> Any:
+            p = default()
+            p.n_seq_max = n_seq_max
+            p.kv_unified = True
+            return p
+
+        low.llama_context_default_params = params
+        try:
+            yield
+        finally:
+            low.llama_context_default_params = default
 
 
 @contextlib.contextmanager
@@ -288,7 +386,7 @@ def model_params(*, use_extra_bufts: bool) -> Iterator[None]:
     its constructor takes the defaults from ``llama_model_default_params``, patched here."""
     import llama_cpp.llama_cpp as low
 
-    with _PARAMS_LOCK:  # one patch at a time: a second would save the first's as the default
+    with _MODEL_PARAMS_LOCK:  # one patch at a time: a second would save the first's as the default
         default = low.llama_model_default_params
 
         def params() -> Any:
@@ -304,6 +402,7 @@ def model_params(*, use_extra_bufts: bool) -> Iterator[None]:
 
 
 _PARAMS_LOCK = threading.Lock()
+_MODEL_PARAMS_LOCK = threading.Lock()
 
 
 @atexit.register
@@ -315,11 +414,15 @@ def _close_engines() -> None:
     _ENGINES.clear()
 
 
-def _engine(path: Path, n_ctx: int, n_threads: int | None, batch_invariant: bool) -> _Engine:
-    key = (str(path.resolve()), n_ctx, batch_invariant)
+def _engine(
+    path: Path, n_ctx: int, n_threads: int | None, batch_invariant: bool, n_seq_max: int, kv_cells: int | None
+) -> _Engine:
+    key = (str(path.resolve()), n_ctx, batch_invariant, n_seq_max, kv_cells)
     with _ENGINES_LOCK:
         if key not in _ENGINES:
-            _ENGINES[key] = _Engine(path, n_ctx, n_threads, batch_invariant)
+            _ENGINES[key] = _Engine(
+                path, n_ctx, n_threads, batch_invariant, n_seq_max=n_seq_max, kv_cells=kv_cells
+            )
         return _ENGINES[key]
 
 
@@ -335,6 +438,8 @@ class LlamaCppModel(Model):
         batch_invariant: load so that a token's logits are the same bits whether it is evaluated
             alone or in a batch (needed for greedy speculative decoding to equal this model's own
             greedy decoding); slower prefill, see the module docstring.
+        n_seq_max: sequences decoded together in one batch.
+        kv_cells: KV cache cells shared by those sequences (default: twice ``n_ctx``).
     """
 
     def __init__(
@@ -346,6 +451,8 @@ class LlamaCppModel(Model):
         n_threads: int | None = None,
         tokenizer_id: str | None = None,
         batch_invariant: bool = False,
+        n_seq_max: int = DEFAULT_SEQUENCES,
+        kv_cells: int | None = None,
         **options: Any,
     ) -> None:
         path = Path(path)
@@ -358,7 +465,7 @@ class LlamaCppModel(Model):
                 "llama-cpp-python is not installed (pip install 'forkpath[local]')", model=model_id
             ) from e
         self.path = path
-        self._engine = _engine(path, n_ctx, n_threads, batch_invariant)
+        self._engine = _engine(path, n_ctx, n_threads, batch_invariant, n_seq_max, kv_cells)
         vocab_id = (
             tokenizer_id
             or f"{self._engine.llm.metadata.get('tokenizer.ggml.model', 'gguf')}-{self._engine.n_vocab}"
@@ -376,7 +483,9 @@ class LlamaCppModel(Model):
                 batch_invariant=batch_invariant,
                 tool_calls=template_supports_tools(self._engine.chat_template),
             ),
-            **{"max_concurrency": 1, **options},
+            # The engine's scheduler bounds and orders the work (FIFO); the semaphore only keeps
+            # a runaway caller from queueing without limit.
+            **{"max_concurrency": MAX_QUEUED, **options},
         )
 
     @property
@@ -384,8 +493,22 @@ class LlamaCppModel(Model):
         """A batch-invariant load decodes differently from a default one: separate cache entries."""
         return f"{self.id}+batch_invariant" if self._engine.batch_invariant else self.id
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._engine.executor, fn, *args)
+    async def _run(self, job: Job) -> None:
+        """Submit ``job`` to the engine and wait for it; cancelling the wait drops the job (its
+        sequence is freed at the engine's next step)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        job.finish = lambda: _call_soon(loop, _resolve, done)  # type: ignore[method-assign]
+        scheduler = self._engine.scheduler
+        scheduler.submit(job)
+        try:
+            await done
+        except asyncio.CancelledError:
+            job.cancel()
+            scheduler.wake()
+            raise
+        if job.error is not None:
+            raise job.error
 
     # -- token level (TokenModel) ----------------------------------------------------------------
     @property
@@ -422,11 +545,9 @@ class LlamaCppModel(Model):
         return list(ids)
 
     async def next_token_logprobs(self, prefix: Sequence[int]) -> np.ndarray:
-        def run() -> np.ndarray:
-            return log_softmax(self._engine.eval_prefix(prefix))
-
-        result: np.ndarray = await self._run(run)
-        return result
+        job = _RowsJob(prefix, 1, self._engine.n_vocab)
+        await self._run(job)
+        return log_softmax(job.out[0])
 
     async def continuation_logprobs(self, prefix: Sequence[int], continuation: Sequence[int]) -> np.ndarray:
         """Teacher forcing in one batch (C5): row ``i`` holds the log-probabilities over the
@@ -436,13 +557,9 @@ class LlamaCppModel(Model):
         Speculative decoding verifies a draft with this; the logprob of the given tokens
         is ``rows[i, continuation[i]]``.
         """
-        tokens = [*prefix, *continuation]
-
-        def run() -> np.ndarray:
-            return log_softmax(self._engine.eval_rows(tokens, len(continuation) + 1))
-
-        result: np.ndarray = await self._run(run)
-        return result
+        job = _RowsJob([*prefix, *continuation], len(continuation) + 1, self._engine.n_vocab)
+        await self._run(job)
+        return log_softmax(job.out)
 
     # -- generation ----------------------------------------------------------------------------
     def _prompt_ids(self, request: GenerateRequest) -> list[int]:
@@ -459,66 +576,55 @@ class LlamaCppModel(Model):
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
         prompt = self._prompt_ids(request)
-        result: GenerateResult = await self._run(self._decode, prompt, request)
-        return read_tool_calls(result, request, opening=forced_call_opening(request))
+        job = _DecodeJob(self._engine, prompt, request)
+        if request.max_tokens:
+            await self._run(job)
+        return read_tool_calls(job.result(self.id), request, opening=forced_call_opening(request))
 
-    def _decode(self, prompt: list[int], request: GenerateRequest) -> GenerateResult:
-        """The decode loop (engine thread): sample, record logprobs/top-k/entropy, stop."""
-        engine = self._engine
-        rng = sample_rng(request.seed, request.sample_index)
-        sampling = request.sampling
-        recent = prompt[-PENALTY_WINDOW:] if sampling.penalised else []
-        k = request.top_logprobs
-        tokens: list[TokenInfo] = []
-        text = bytearray()
-        finish: FinishReason = "length"
-        logits = engine.eval_prefix(prompt) if request.max_tokens else None
-        for i in range(request.max_tokens):
-            if i:  # evaluate the previous token only when another one is wanted
-                if engine.llm.n_tokens + 1 >= engine.n_ctx:
-                    break  # the context is full: what was generated is returned, finish "length"
-                logits = engine.step(tokens[-1].token_id or 0)
-            assert logits is not None
-            logprobs = log_softmax(logits)
-            token = choose_token(logprobs, sampling, rng, recent[-PENALTY_WINDOW:])
-            if sampling.penalised:
-                recent.append(token)
-            if token in engine.eot:
-                finish = "stop"
-                break
-            piece = engine.piece(token)
-            info = TokenInfo(token=piece.decode("utf-8", errors="replace"), token_id=token)
-            if request.wants_logprobs:
-                info.logprob = float(logprobs[token])
-                info.entropy = entropy(logprobs)
-                if k:
-                    top = np.argpartition(-logprobs, k)[:k]
-                    top = top[np.argsort(-logprobs[top])]
-                    info.top = [
-                        TopLogprob(
-                            token=engine.piece(int(t)).decode("utf-8", errors="replace"),
-                            token_id=int(t),
-                            logprob=float(logprobs[t]),
-                        )
-                        for t in top
-                    ]
-            tokens.append(info)
-            text.extend(piece)
-            if request.stop:
-                decoded = text.decode("utf-8", errors="ignore")
-                hit = [decoded.index(s) for s in request.stop if s in decoded]
-                if hit:
-                    text = bytearray(decoded[: min(hit)].encode())
-                    tokens = _tokens_within(tokens, len(text), engine)
-                    finish = "stop"
-                    break
-        return GenerateResult(
-            model=self.id,
-            text=text.decode("utf-8", errors="replace"),
-            tokens=tokens,
-            finish_reason=finish,
-            usage=Usage(calls=1, prompt_tokens=len(prompt), completion_tokens=len(tokens)),
+    async def _stream(self, request: GenerateRequest) -> AsyncGenerator[GenerateChunk, None]:
+        """Token by token from the engine's scheduler as each step samples it (text a stop string
+        may still cut is held back until it cannot); the last chunk carries the result. A request
+        with tools is one piece: its reply is read as calls only once it is complete."""
+        if request.tools and request.tool_choice != "none":
+            result = await self._generate(request)
+            if result.text:
+                yield GenerateChunk(text=result.text, tokens=result.tokens)
+            yield GenerateChunk(result=result)
+            return
+        prompt = self._prompt_ids(request)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[TokenInfo | None] = asyncio.Queue()
+        job = _DecodeJob(
+            self._engine, prompt, request, on_token=lambda t: _call_soon(loop, queue.put_nowait, t)
         )
+        job.finish = lambda: _call_soon(loop, queue.put_nowait, None)  # type: ignore[method-assign]
+        if request.max_tokens:
+            scheduler = self._engine.scheduler
+            scheduler.submit(job)
+            try:
+                while (info := await queue.get()) is not None:
+                    yield GenerateChunk(text=info.token, tokens=[info])
+            finally:
+                if not job.done:  # the consumer stopped early or was cancelled: free the sequence
+                    job.cancel()
+                    scheduler.wake()
+            if job.error is not None:
+                raise job.error
+        rest = job.infos[job.streamed :]
+        if rest:
+            yield GenerateChunk(text="".join(t.token for t in rest), tokens=rest)
+        yield GenerateChunk(result=job.result(self.id))
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """Run ``fn`` on ``loop`` from the engine thread (a loop closed meanwhile wants nothing)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
 
 
 def _tokens_within(tokens: list[TokenInfo], n_bytes: int, engine: _Engine) -> list[TokenInfo]:

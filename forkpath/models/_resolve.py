@@ -55,6 +55,11 @@ class LlamaCppOptions(ModelOptions):
     """Vocabulary identity (default: the bundled model's, or the file's tokenizer and size)."""
     batch_invariant: bool = False
     """Load so that a token's logits are the same bits alone or in a batch (see the README)."""
+    n_seq_max: int = Field(default=16, ge=1, le=256)
+    """Sequences the engine decodes together in one batch (samples, concurrent calls)."""
+    kv_cells: int | None = Field(default=None, ge=16, le=4_194_304)
+    """KV cache cells shared by those sequences (default: twice ``n_ctx``); a call waits for
+    cells rather than failing half-way."""
 
 
 class LiteLLMOptions(ModelOptions):
