@@ -45,7 +45,8 @@ import numpy as np
 
 from forkpath._errors import ContextWindowError, ModelError, ModelNotFoundError
 from forkpath.models._base import Model
-from forkpath.models._sampling import choose_token, sample_rng
+from forkpath.models._constraints import TokenMatcher, token_matcher
+from forkpath.models._sampling import apply_mask, choose_token, sample_rng
 from forkpath.models._types import (
     FinishReason,
     GenerateRequest,
@@ -355,6 +356,7 @@ class LlamaCppModel(Model):
                 tokenizer_id=vocab_id,
                 n_ctx=self._engine.n_ctx,
                 batch_invariant=batch_invariant,
+                constrained_decoding="tokens",
             ),
             **{"max_concurrency": 1, **options},
         )
@@ -436,6 +438,29 @@ class LlamaCppModel(Model):
         result: GenerateResult = await self._run(self._decode, prompt, request)
         return result
 
+    def token_matcher(self, request: GenerateRequest) -> TokenMatcher | None:
+        """The constraint's state for one new sequence of this model (None: no constraint)."""
+        if request.constraint is None:
+            return None
+        engine = self._engine
+
+        def make_tokenizer() -> Any:
+            from llguidance.llamacpp import lltokenizer_from_vocab
+
+            vocab = self.llama_cpp_vocab()
+            return lltokenizer_from_vocab(vocab, n_vocab=engine.n_vocab, eos_token=sorted(engine.eot))
+
+        return token_matcher(
+            request.constraint,
+            vocab_key=str(engine.path.resolve()),
+            make_tokenizer=make_tokenizer,
+            n_vocab=engine.n_vocab,
+            end_tokens=sorted(engine.eot),
+        )
+
+    def llama_cpp_vocab(self) -> Any:
+        return self._engine.llama_cpp.llama_model_get_vocab(self._engine.llm.model)
+
     def _decode(self, prompt: list[int], request: GenerateRequest) -> GenerateResult:
         """The decode loop (engine thread): sample, record logprobs/top-k/entropy, stop."""
         engine = self._engine
@@ -447,14 +472,30 @@ class LlamaCppModel(Model):
         text = bytearray()
         finish: FinishReason = "length"
         logits = engine.eval_prefix(prompt) if request.max_tokens else None
+        matcher = self.token_matcher(request)
+        # Rejection sampling checks single tokens; logprobs, entropy and truncation need the mask.
+        by_rejection = (
+            matcher is not None
+            and request.constraint is not None
+            and request.constraint.method == "rejection"
+            and not request.wants_logprobs
+            and not sampling.truncated
+        )
         for i in range(request.max_tokens):
             if i:  # evaluate the previous token only when another one is wanted
                 if engine.llm.n_tokens + 1 >= engine.n_ctx:
                     break  # the context is full: what was generated is returned, finish "length"
                 logits = engine.step(tokens[-1].token_id or 0)
             assert logits is not None
-            logprobs = log_softmax(logits)
-            token = choose_token(logprobs, sampling, rng, recent[-PENALTY_WINDOW:])
+            if matcher is not None and matcher.finished:
+                finish = "stop"
+                break
+            allowed = matcher.allowed() if matcher is not None and not by_rejection else None
+            logprobs = log_softmax(apply_mask(logits, allowed))
+            check = matcher.allows if by_rejection and matcher is not None else None
+            token = choose_token(logprobs, sampling, rng, recent[-PENALTY_WINDOW:], check=check)
+            if matcher is not None:
+                matcher.advance(token)
             if sampling.penalised:
                 recent.append(token)
             if token in engine.eot:
