@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from forkpath._errors import ConfigError
 
@@ -63,6 +63,9 @@ class Constraint(BaseModel):
     """How a local model enforces it: ``mask`` computes the allowed tokens at every step;
     ``rejection`` samples from the model and checks only the sampled token, masking it out and
     drawing again when it is not allowed (the same distribution, fewer checks)."""
+    max_tries: int = Field(default=8, ge=1, le=1000)
+    """For models that cannot mask tokens (most APIs): how many samples to draw until one
+    satisfies the constraint (sample and verify)."""
 
     @model_validator(mode="after")
     def _one_kind_and_valid(self) -> Constraint:
