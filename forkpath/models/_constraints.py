@@ -199,9 +199,10 @@ def _byte_tokenizer() -> llguidance.LLTokenizer:
     import llguidance
 
     class Bytes:
-        eos_token_id = 256
-        bos_token_id = None
-        tokens = [bytes([b]) for b in range(256)] + [b"\xff<eos>"]
+        def __init__(self) -> None:
+            self.eos_token_id = 256
+            self.bos_token_id = None
+            self.tokens = [bytes([b]) for b in range(256)] + [b"\xff<eos>"]
 
         def __call__(self, s: bytes | str) -> list[int]:
             return list(s.encode() if isinstance(s, str) else s)
@@ -245,6 +246,14 @@ class TokenMatcher:
         """Full masks computed (masking's cost)."""
         self._mask: np.ndarray | None = None
         self._forced: bool | None = None
+
+    def copy(self) -> TokenMatcher:
+        """An independent matcher in the same state (for branching searches)."""
+        twin = object.__new__(TokenMatcher)
+        twin.__dict__.update(self.__dict__)
+        twin._matcher = self._matcher.deep_copy()
+        twin.checks = twin.masks = 0
+        return twin
 
     def allowed(self) -> np.ndarray:
         """A boolean array over the model's vocabulary: the tokens that may come next."""
@@ -315,3 +324,48 @@ def token_matcher(
     if vocab_key not in _TOKENIZERS:
         _TOKENIZERS[vocab_key] = make_tokenizer()
     return TokenMatcher(_TOKENIZERS[vocab_key], grammar, n_vocab, end_tokens)
+
+
+def generic_matcher(constraint: Constraint, model: Any, vocab_key: str) -> TokenMatcher:
+    """A :class:`TokenMatcher` for any token model, its vocabulary read through ``detokenize``
+    (one call per token: for small vocabularies such as the fake model's; llama.cpp models
+    read theirs directly)."""
+
+    def make() -> Any:
+        import llguidance
+
+        ends = sorted(model.end_tokens)
+        size = int(getattr(model, "n_vocab", 0) or _vocab_size(model))
+
+        class Vocabulary:
+            def __init__(self) -> None:
+                self.eos_token_id = ends[0]
+                self.bos_token_id = None
+                self.tokens = [
+                    b"\xff<end>" if i in ends else model.detokenize([i]).encode() for i in range(size)
+                ]
+
+            def __call__(self, s: bytes | str) -> list[int]:
+                return list(model.tokenize(s.decode() if isinstance(s, bytes) else s))
+
+        return llguidance.LLTokenizer(llguidance.TokenizerWrapper(Vocabulary()), eos_token=ends)
+
+    ends = sorted(model.end_tokens)
+    return token_matcher(
+        constraint,
+        vocab_key=f"generic:{vocab_key}",
+        make_tokenizer=make,
+        n_vocab=_vocab_size(model),
+        end_tokens=ends,
+    )
+
+
+def _vocab_size(model: Any) -> int:
+    size = getattr(model, "vocab_size", None)
+    if size is None:
+        from forkpath.models._fake import VOCAB_SIZE, FakeModel
+
+        if not isinstance(model, FakeModel):
+            raise ConfigError(f"cannot read the vocabulary of {model!r} for a constraint")
+        size = VOCAB_SIZE
+    return int(size)

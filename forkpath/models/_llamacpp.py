@@ -473,6 +473,9 @@ class LlamaCppModel(Model):
         finish: FinishReason = "length"
         logits = engine.eval_prefix(prompt) if request.max_tokens else None
         matcher = self.token_matcher(request)
+        if matcher is not None and request.constraint_prefix:
+            for done in prompt[-request.constraint_prefix :]:
+                matcher.advance(done)
         # Rejection sampling checks single tokens; logprobs, entropy and truncation need the mask.
         by_rejection = (
             matcher is not None

@@ -137,6 +137,9 @@ class GenerateRequest(BaseModel):
     constraint: Constraint | None = None
     """What the whole output must match (a JSON schema, a regex or a grammar); how a model
     enforces it is its ``constrained_decoding`` capability."""
+    constraint_prefix: int = Field(default=0, ge=0)
+    """How many of the last ``prompt_tokens`` are already part of the constrained answer (a
+    search continuing a partial answer): the constraint applies to them and what follows."""
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:
