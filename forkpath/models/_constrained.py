@@ -33,13 +33,15 @@ from forkpath.models._uncertainty import log_softmax
 class ConstrainedModel(Model):
     """``inner`` with ``constraint`` on every request (see the module docstring)."""
 
-    def __init__(self, inner: Model, constraint: Constraint) -> None:
+    def __init__(
+        self, inner: Model, constraint: Constraint, prompts: set[tuple[int, ...]] | None = None
+    ) -> None:
         super().__init__(
             inner.id, inner.capabilities, max_concurrency=inner.max_concurrency, retry=inner.retry
         )
         self.inner = inner
         self.constraint = constraint
-        self._prompts: set[tuple[int, ...]] = set()
+        self._prompts: set[tuple[int, ...]] = set() if prompts is None else prompts
 
     def __repr__(self) -> str:
         return f"constrained({self.inner!r}, {self.constraint.kind})"
@@ -80,8 +82,10 @@ class ConstrainedModel(Model):
 class ConstrainedTokenModel(ConstrainedModel):
     """A constrained :class:`TokenModel`: the token-level calls see the constrained distribution."""
 
-    def __init__(self, inner: Model, constraint: Constraint) -> None:
-        super().__init__(inner, constraint)
+    def __init__(
+        self, inner: Model, constraint: Constraint, prompts: set[tuple[int, ...]] | None = None
+    ) -> None:
+        super().__init__(inner, constraint, prompts)
         assert isinstance(inner, TokenModel)
         self.tm: TokenModel = inner
         self._states: dict[tuple[tuple[int, ...], tuple[int, ...]], TokenMatcher] = {}
@@ -152,13 +156,18 @@ class ConstrainedTokenModel(ConstrainedModel):
         return out
 
 
-def constrained(model: Model, constraint: Constraint | dict[str, Any]) -> Model:
+def constrained(
+    model: Model, constraint: Constraint | dict[str, Any], *, prompts: set[tuple[int, ...]] | None = None
+) -> Model:
     """``model`` with ``constraint`` on everything it generates (token-level calls included).
+
+    Models that work on one answer together (speculative decoding's drafter and target) share
+    ``prompts``: the prompts any of them made, so each knows where the answer starts.
 
     Example:
         >>> yes_no = constrained(get_model("local/smollm2-135m"), {"regex": "(yes|no)"})
     """
     spec = constraint if isinstance(constraint, Constraint) else Constraint.model_validate(constraint)
     if isinstance(model, TokenModel):
-        return ConstrainedTokenModel(model, spec)
-    return ConstrainedModel(model, spec)
+        return ConstrainedTokenModel(model, spec, prompts)
+    return ConstrainedModel(model, spec, prompts)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from forkpath._errors import ConfigError
 
@@ -68,18 +68,33 @@ class Constraint(BaseModel):
     satisfies the constraint (sample and verify)."""
 
     @model_validator(mode="after")
-    def _one_kind_and_valid(self) -> Constraint:
+    def _one_kind(self) -> Constraint:
         given = [k for k in ("json_schema", "regex", "grammar") if getattr(self, k) is not None]
         if len(given) != 1:
             what = " and ".join(given) if given else "none"
             raise ValueError(f"a constraint is exactly one of json_schema, regex, grammar (given: {what})")
-        if self.regex is not None:
-            _check_regex(self.regex)
-        if self.json_schema is not None:
-            _check_schema(self.json_schema)
-        if self.grammar is not None:
-            _check_grammar(self.grammar)
         return self
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, regex: str | None) -> str | None:
+        if regex is not None:
+            _check_regex(regex)
+        return regex
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            _check_schema(schema)
+        return schema
+
+    @field_validator("grammar")
+    @classmethod
+    def _valid_grammar(cls, grammar: str | None) -> str | None:
+        if grammar is not None:
+            _check_grammar(grammar)
+        return grammar
 
     @property
     def kind(self) -> str:

@@ -496,7 +496,14 @@ class LlamaCppModel(Model):
             allowed = matcher.allowed() if matcher is not None and not by_rejection else None
             logprobs = log_softmax(apply_mask(logits, allowed))
             check = matcher.allows if by_rejection and matcher is not None else None
-            token = choose_token(logprobs, sampling, rng, recent[-PENALTY_WINDOW:], check=check)
+            token = choose_token(
+                logprobs,
+                sampling,
+                rng,
+                recent[-PENALTY_WINDOW:],
+                check=check,
+                full_mask=matcher.allowed if check is not None and matcher is not None else None,
+            )
             if matcher is not None:
                 matcher.advance(token)
             if sampling.penalised:

@@ -152,6 +152,7 @@ def choose_token(
     *,
     allowed: np.ndarray | None = None,
     check: TokenCheck | None = None,
+    full_mask: Callable[[], np.ndarray] | None = None,
 ) -> int:
     """The next token: the argmax when greedy (after penalties), else a draw from
     :func:`sampling_distribution`.
@@ -161,16 +162,21 @@ def choose_token(
     rejection sampling (:func:`rejection_choice`): the same distribution as the mask gives,
     found by checking only the tokens drawn. Truncation (top-k, top-p, min-p) ranks tokens
     among the allowed ones, which a check cannot know: pass ``allowed`` for truncated sampling.
+    ``full_mask`` (with ``check``) computes the whole mask when rejections pile up.
     """
     if check is not None:
         if allowed is not None or sampling.truncated:
             raise ValueError("rejection sampling takes no mask and no truncation: pass allowed instead")
-        return rejection_choice(logits, sampling, rng, history, check)[0]
+        return rejection_choice(logits, sampling, rng, history, check, full_mask=full_mask)[0]
     if sampling.greedy:
         masked = apply_mask(logits, allowed)
         return int(np.argmax(penalise(masked, history, sampling) if sampling.penalised else masked))
     probs = sampling_distribution(logits, sampling, history, allowed=allowed)
     return int(rng.choice(probs.size, p=probs))
+
+
+MAX_REJECTIONS = 16
+"""Refused draws after which :func:`rejection_choice` asks for the full mask (when it can)."""
 
 
 def rejection_choice(
@@ -179,6 +185,8 @@ def rejection_choice(
     rng: np.random.Generator,
     history: Sequence[int],
     check: TokenCheck,
+    *,
+    full_mask: Callable[[], np.ndarray] | None = None,
 ) -> tuple[int, int]:
     """Adaptive rejection sampling under a constraint: ``(token, tokens checked)``.
 
@@ -191,6 +199,11 @@ def rejection_choice(
     because each draw is from ``p`` restricted to the tokens not yet refused, a superset of the
     allowed ones. Greedy decoding takes the best token the check allows, in order. Raises
     ``ValueError`` when no token is allowed.
+
+    Where the model puts most of its mass on forbidden tokens, draws are refused again and
+    again; after :data:`MAX_REJECTIONS` the rest is drawn under ``full_mask()`` if given. That
+    keeps the distribution exact: given the tokens refused so far, a draw from ``p`` restricted
+    to the allowed tokens is what the loop would have returned.
     """
     penalised = (
         penalise(logits, history, sampling) if sampling.penalised else np.asarray(logits, dtype=np.float64)
@@ -201,6 +214,12 @@ def rejection_choice(
             return best, 1
         order = np.argsort(-penalised, kind="stable")[1:]
         for checked, token in enumerate(order, start=2):
+            if full_mask is not None and checked > MAX_REJECTIONS:
+                rest = order[checked - 2 :]
+                allowed_rest = rest[full_mask()[rest]]
+                if not allowed_rest.size:
+                    break
+                return int(allowed_rest[0]), checked
             if check(int(token)):
                 return int(token), checked
         raise ValueError("the constraint allows no token here")
@@ -210,6 +229,12 @@ def rejection_choice(
         total = probs.sum()
         if total <= 0.0 or not np.isfinite(total):
             raise ValueError("the constraint allows no token here")
+        if full_mask is not None and checked >= MAX_REJECTIONS:
+            probs = np.where(full_mask(), probs, 0.0)
+            total = probs.sum()
+            if total <= 0.0:
+                raise ValueError("the constraint allows no token here")
+            return int(rng.choice(probs.size, p=probs / total)), checked
         token = int(rng.choice(probs.size, p=probs / total))
         checked += 1
         if check(token):
