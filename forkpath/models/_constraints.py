@@ -134,6 +134,11 @@ class Constraint(BaseModel):
                 pass
         return _engine_accepts(self.engine_grammar(), text)
 
+    def accepts_prefix(self, text: str) -> bool:
+        """Whether ``text`` can still be completed into an output that satisfies the constraint
+        (checked by llguidance, byte by byte)."""
+        return _engine_accepts(self.engine_grammar(), text, whole=False)
+
 
 # -- validation --------------------------------------------------------------------------------
 
@@ -225,13 +230,15 @@ def _byte_tokenizer() -> llguidance.LLTokenizer:
     return llguidance.LLTokenizer(llguidance.TokenizerWrapper(Bytes()))
 
 
-def _engine_accepts(grammar: str, text: str) -> bool:
+def _engine_accepts(grammar: str, text: str, *, whole: bool = True) -> bool:
     import llguidance
 
     tokenizer = _byte_tokenizer()
     matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
     data = list(text.encode())
-    return matcher.consume_tokens(data) and matcher.is_accepting() and not matcher.is_error()
+    if not matcher.consume_tokens(data) or matcher.is_error():
+        return False
+    return bool(matcher.is_accepting()) if whole else True
 
 
 # -- following one sequence of a local model ----------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Literal
 
 from forkpath._errors import (
     AuthenticationError,
@@ -92,7 +92,9 @@ def _litellm() -> Any:
 def _guess_capabilities(model_id: str, provider: str, api_base: str | None) -> ModelCapabilities:
     # Function calling: the big providers have it; a self-hosted server may not (its template
     # decides): override with `options: {capabilities: {tool_calls: false}}` where it lacks it.
-    structured = "json_schema" if _takes_json_schema(model_id, provider, api_base) else "verify"
+    structured: Literal["json_schema", "verify"] = (
+        "json_schema" if _takes_json_schema(model_id, provider, api_base) else "verify"
+    )
     if provider in _NO_LOGPROBS or "/o1" in model_id or "/o3" in model_id:
         return ModelCapabilities(prefix_continuation=False, tool_calls=True, constrained_decoding=structured)
     continuation = provider in _COMPLETION_PROVIDERS and (api_base is not None or provider != "openai")

@@ -519,6 +519,9 @@ class LlamaCppModel(Model):
                 if k:
                     top = np.argpartition(-logprobs, k)[:k]
                     top = top[np.argsort(-logprobs[top])]
+                    top = top[
+                        np.isfinite(logprobs[top])
+                    ]  # a constraint's forbidden tokens are no alternatives
                     info.top = [
                         TopLogprob(
                             token=engine.piece(int(t)).decode("utf-8", errors="replace"),
