@@ -59,8 +59,8 @@ FREE_REGEX = r"[A-Za-z ,.'\n]+"
 STORY = "Write a long story about a lighthouse keeper."
 
 
-async def validity(model_id: str, n_prompts: int, max_tokens: int) -> None:
-    model = get_model(model_id)
+async def validity(model_id: str, n_prompts: int, max_tokens: int, threads: int) -> None:
+    model = get_model(model_id, n_threads=threads)
     for kind, (constraint, template) in KINDS.items():
         valid = stopped = 0
         tokens: list[int] = []
@@ -85,8 +85,8 @@ async def validity(model_id: str, n_prompts: int, max_tokens: int) -> None:
         )
 
 
-async def speed(model_id: str, n_tokens: int, rounds: int) -> None:
-    model = get_model(model_id)
+async def speed(model_id: str, n_tokens: int, rounds: int, threads: int) -> None:
+    model = get_model(model_id, n_threads=threads)
     for label, spec in (("json story", {"json_schema": FREE_SCHEMA}), ("regex text", {"regex": FREE_REGEX})):
         variants: dict[str, Constraint | None] = {
             "unconstrained": None,
@@ -126,14 +126,17 @@ async def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="llama.cpp threads (1: no spin-waiting on a busy machine)"
+    )
     parser.add_argument("--skip-validity", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     for model_id in args.models:
         if not args.skip_validity:
-            await validity(model_id, args.prompts, args.max_tokens)
+            await validity(model_id, args.prompts, args.max_tokens, args.threads)
         if not args.skip_speed:
-            await speed(model_id, args.tokens, args.rounds)
+            await speed(model_id, args.tokens, args.rounds, args.threads)
 
 
 if __name__ == "__main__":
