@@ -84,6 +84,7 @@ async def _run(
     max_tokens: int,
     threshold: float,
     store_url: str | None,
+    threads: int | None = None,
 ) -> Any:
     from forkpath import load_task, task_messages
     from forkpath._forks import analyze_forks, verdict_outcome
@@ -98,6 +99,8 @@ async def _run(
 
         opened = open_store(store_url)
         options["cache"] = opened.generation_cache("forks")
+    if threads is not None:
+        options["n_threads"] = threads
     model = get_model(model_id, **options)
     tm = token_model(model, by="analyze forks")
     messages = task_messages(task)
