@@ -25,9 +25,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from forkpath.models import GenerateRequest, Message, Model, token_model
+from forkpath.models import GenerateRequest, Message, Model, teacher_force, token_model
 
 Outcome = Callable[[str], Awaitable[str]]
 """Maps a whole answer (base prefix + continuation) to an outcome label."""
@@ -65,6 +66,10 @@ class ForkReport(BaseModel):
     """Token indexes whose choice moves the outcome distribution by at least ``threshold`` (TV)."""
     shifts: list[float] = Field(default_factory=list)
     """``TV(P_t, P_next)`` for each analysed index but the last."""
+    branch_points: list[int] = Field(default_factory=list)
+    """Where token tree search (``branch_at: uncertain``) would branch on this answer: the
+    indexes whose most likely token has probability below ``uncertainty``."""
+    uncertainty: float = 0.9
 
     def to_json(self, path: str | Path) -> Path:
         out = Path(path)
@@ -85,6 +90,8 @@ class ForkReport(BaseModel):
             ys = [ix.probability(outcome) for ix in self.indexes]
             bold = outcome == self.base_outcome
             ax.plot(xs, ys, lw=2.2 if bold else 1.0, label=f"{outcome[:24]}{' (base)' if bold else ''}")
+        for point in self.branch_points:
+            ax.axvline(point, color="grey", ls=":", lw=0.6)
         for fork in self.forks:
             ax.axvline(fork, color="red", ls="--", lw=0.8)
             token = next((ix.token for ix in self.indexes if ix.index == fork), "")
@@ -125,10 +132,13 @@ async def analyze_forks(
     max_tokens: int = 256,
     temperature: float = 1.0,
     threshold: float = 0.5,
+    uncertainty: float = 0.9,
     seed: int = 0,
 ) -> ForkReport:
     """Resample ``samples`` continuations from every ``stride``-th token index of ``answer``
-    (token ids of ``model``) and find the forking tokens (see the module docstring)."""
+    (token ids of ``model``) and find the forking tokens (see the module docstring); also
+    record token tree search's branch points on the answer (top-1 probability below
+    ``uncertainty``, from one teacher-forced pass) to compare with them."""
     tm = token_model(model, by="analyze forks")
     prompt = tm.chat_prefix(list(messages))
     answer = list(answer)
@@ -145,6 +155,9 @@ async def analyze_forks(
         token = tm.detokenize([answer[t]]) if t < len(answer) else ""
         rows.append(IndexOutcomes(index=t, token=token, counts=dict(Counter(labels))))
     forks, shifts = find_forks(rows, threshold)
+    rows_lp = await teacher_force(model, prompt, answer)
+    top1 = np.exp(rows_lp[: len(answer)].max(axis=1))
+    branch_points = [int(i) for i in np.flatnonzero(top1 < uncertainty)]
     return ForkReport(
         model=model.id,
         answer=base_text,
@@ -154,6 +167,8 @@ async def analyze_forks(
         indexes=rows,
         forks=forks,
         shifts=shifts,
+        branch_points=branch_points,
+        uncertainty=uncertainty,
     )
 
 

@@ -46,12 +46,17 @@ def forks(
     store: str | None = typer.Option(
         None, "--store", help="Cache continuations in this store (path or redis://)."
     ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, max=256, help="CPU threads of a local model."
+    ),
 ) -> None:
     """Resample continuations from each token of an answer and find the tokens that decide its outcome."""
     from forkpath._cli import fail
 
     try:
-        report = asyncio.run(_run(task_ref, model_id, answer, samples, stride, max_tokens, threshold, store))
+        report = asyncio.run(
+            _run(task_ref, model_id, answer, samples, stride, max_tokens, threshold, store, threads)
+        )
     except ForkpathError as e:
         fail(str(e))
         return
@@ -70,6 +75,11 @@ def forks(
         if ix.index in report.forks
     ]
     console.print(f"base outcome {report.base_outcome!r}; forking tokens at {report.forks or 'none'}")
+    shared = sorted(set(report.forks) & set(report.branch_points))
+    console.print(
+        f"token tree search branch points (top-1 < {report.uncertainty}): {len(report.branch_points)}; "
+        f"forks among them: {shared or 'none'}"
+    )
     if rows:
         console.print(table(["index", "token", "base outcome", "of"], rows))
     console.print(f"wrote {out / 'forks.json'} and {out / 'forks.png'}")
