@@ -81,7 +81,10 @@ def forks(
         f"forks among them: {shared or 'none'}"
     )
     if rows:
-        console.print(table(["index", "token", "base outcome", "of"], rows))
+        shown = table("index", "token", "base outcome", "of")
+        for row in rows:
+            shown.add_row(*row)
+        console.print(shown)
     console.print(f"wrote {out / 'forks.json'} and {out / 'forks.png'}")
 
 
