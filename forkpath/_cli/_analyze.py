@@ -12,7 +12,6 @@ math task is its extracted final answer; of a code task, the verdict of its test
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,8 @@ def forks(
     ),
 ) -> None:
     """Resample continuations from each token of an answer and find the tokens that decide its outcome."""
+    import asyncio
+
     from forkpath._cli import fail
 
     try:
