@@ -19,7 +19,7 @@ from forkpath._errors import ConfigError, FlowError
 from forkpath._trace import NodeEvent, emit, span
 from forkpath._types import Task
 from forkpath.flows._schema import FlowSpec, NodeSpec
-from forkpath.models import GenerateRequest, Message, Model, get_model, prepare_model
+from forkpath.models import Constraint, GenerateRequest, Message, Model, constrained, get_model, prepare_model
 from forkpath.strategies import Context, strategies, vote_on
 
 
@@ -61,11 +61,20 @@ _env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 class _LazyModels(Mapping[str, Model]):
     """Role -> model, created on first use (a flow may name models a run never calls)."""
 
-    def __init__(self, runtime: FlowRuntime, roles: dict[str, str]) -> None:
-        self._runtime, self._roles = runtime, roles
+    def __init__(
+        self, runtime: FlowRuntime, roles: dict[str, str], constraint: Constraint | None = None
+    ) -> None:
+        self._runtime, self._roles, self._constraint = runtime, roles, constraint
+        self._constrained: dict[str, Model] = {}
+        self._prompts: set[tuple[int, ...]] = set()  # shared: the roles work on one answer
 
     def __getitem__(self, role: str) -> Model:
-        return self._runtime.model(self._roles[role])
+        model = self._runtime.model(self._roles[role])
+        if self._constraint is None:
+            return model
+        if role not in self._constrained:  # one wrapper per role: it remembers its prompts
+            self._constrained[role] = constrained(model, self._constraint, prompts=self._prompts)
+        return self._constrained[role]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._roles)
@@ -190,7 +199,7 @@ async def _run_strategy(name: str, node: NodeSpec, runtime: FlowRuntime, state: 
     strategy = strategies.create(node.strategy, **params)
     roles = {n: n for n in runtime.spec.models} | node.models
     context = Context(
-        models=_LazyModels(runtime, roles),
+        models=_LazyModels(runtime, roles, node.constraint),
         verifier=runtime.verifier(),
         budget=runtime.budget,
         store=runtime.store,
@@ -236,7 +245,10 @@ async def _run_model(name: str, node: NodeSpec, runtime: FlowRuntime, state: Flo
     if params.system:
         messages.insert(0, Message(role="system", content=params.system))
     request = GenerateRequest(
-        messages=tuple(messages), max_tokens=params.max_tokens, temperature=params.temperature
+        messages=tuple(messages),
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        constraint=node.constraint,
     )
     with runtime.budget.open():
         result = await runtime.model(node.model).generate(request)

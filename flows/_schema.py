@@ -42,6 +42,7 @@ from pydantic import (
 from forkpath import BudgetLimits, DatasetSpec
 from forkpath._params import Int, Temperature, Tokens
 from forkpath.flows._lines import LineMap, render_validation_error
+from forkpath.models import Constraint
 from forkpath.store import StoreConfig
 
 END = "end"
@@ -139,6 +140,9 @@ class NodeSpec(_Spec):
     """Strategy model role -> flow model name, when they differ (``{default: small}``)."""
     max_visits: Annotated[Int, Field(ge=1, le=10_000)] | None = None
     """How often this node may run in one flow run: the bound every loop needs."""
+    constraint: Constraint | None = None
+    """What every output of this node's models must match: ``{json_schema: ...}``,
+    ``{regex: ...}`` or ``{grammar: ...}`` (strategy and model nodes; ``docs/constraints.md``)."""
     description: str = ""
 
     @model_validator(mode="after")
@@ -156,6 +160,8 @@ class NodeSpec(_Spec):
             raise ValueError(f"a {kind} node takes no prompt{hint}")
         if self.params and kind not in ("strategy", "verifier", "model"):
             raise ValueError(f"a {kind} node takes no params (strategy, verifier and model nodes do)")
+        if self.constraint is not None and kind not in ("strategy", "model"):
+            raise ValueError(f"a {kind} node takes no constraint (strategy and model nodes do)")
         if self.models and kind != "strategy":
             raise ValueError(f"a {kind} node takes no models mapping (only strategy nodes map model roles)")
         return self

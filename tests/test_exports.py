@@ -85,6 +85,7 @@ PINNED: dict[str, set[str]] = {
     "forkpath.models": {
         "Backend",
         "BundledModel",
+        "Constraint",
         "FakeModel",
         "FakeOptions",
         "GenerateChunk",
@@ -113,6 +114,7 @@ PINNED: dict[str, set[str]] = {
         "check_capabilities",
         "check_model",
         "choose_token",
+        "constrained",
         "entropy",
         "entropy_lower",
         "entropy_renorm",

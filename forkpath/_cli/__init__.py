@@ -76,12 +76,12 @@ def models_pull(name: str = typer.Argument(..., help="Bundled model, e.g. qwen2.
 
 def _mount() -> None:
     """Mount the command modules: groups under their name, the others' commands at the top."""
-    from forkpath._cli import _batch, _flows, _router, _serve, _store, _sweep, _verify, _view
+    from forkpath._cli import _analyze, _batch, _flows, _router, _serve, _store, _sweep, _verify, _view
 
     for sub in (_flows.app, _batch.app, _sweep.app, _verify.app, _serve.app, _view.app):
         app.registered_commands.extend(sub.registered_commands)  # run, validate, batch, verify, ...
         app.registered_groups.extend(sub.registered_groups)  # trace
-    for sub, group in ((_store.app, "store"), (_router.app, "router")):
+    for sub, group in ((_store.app, "store"), (_router.app, "router"), (_analyze.app, "analyze")):
         app.add_typer(sub, name=group, help=sub.info.help)
 
 

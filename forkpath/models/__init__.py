@@ -16,6 +16,8 @@ from forkpath.models._base import (
     check_capabilities,
     require_shared_tokenizer,
 )
+from forkpath.models._constrained import constrained
+from forkpath.models._constraints import Constraint
 from forkpath.models._fake import FakeModel
 from forkpath.models._local import BundledModel, bundled_models, model_path, model_present, pull_model
 from forkpath.models._resolve import (
@@ -52,6 +54,7 @@ from forkpath.models._usage import UsageMeter, record_tool_call, record_usage, u
 __all__ = [
     "Backend",
     "BundledModel",
+    "Constraint",
     "FakeModel",
     "FakeOptions",
     "GenerateChunk",
@@ -80,6 +83,7 @@ __all__ = [
     "check_capabilities",
     "check_model",
     "choose_token",
+    "constrained",
     "entropy",
     "entropy_lower",
     "entropy_renorm",

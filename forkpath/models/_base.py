@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from forkpath._concurrency import gather_all
-from forkpath._errors import CapabilityError, is_retryable
+from forkpath._errors import CapabilityError, ModelError, is_retryable
 from forkpath._trace import ModelCallEvent, emit
 from forkpath.models._types import GenerateChunk, GenerateRequest, GenerateResult, ModelCapabilities, Usage
 from forkpath.models._usage import record_usage
@@ -103,7 +103,55 @@ class Model(ABC):
         yield GenerateChunk(text=result.text, tokens=result.tokens, result=result)
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
-        """Generate for one request, through the cache, retries and the concurrency limit."""
+        """Generate for one request, through the cache, retries and the concurrency limit.
+
+        A ``constraint`` this backend cannot enforce while decoding (its
+        ``constrained_decoding`` capability) is met by sampling and verifying
+        (:meth:`_generate_verified`).
+        """
+        if request.constraint is not None and not self._enforces(request):
+            return await self._generate_verified(request)
+        return await self._generate_once(request)
+
+    def _enforces(self, request: GenerateRequest) -> bool:
+        """Whether this backend itself makes every output meet ``request.constraint`` (token
+        masks); a provider's JSON mode is trusted less: its outputs are verified too."""
+        return self.capabilities.constrained_decoding == "tokens"
+
+    async def _generate_verified(self, request: GenerateRequest) -> GenerateResult:
+        """Sample and verify: up to ``constraint.max_tries`` attempts, the first output that
+        satisfies the constraint wins; none does: :class:`ModelError` naming the constraint.
+        A JSON schema goes to a provider that takes one (``constrained_decoding: json_schema``)
+        with each attempt; other constraints are not sent, only checked.
+
+        Attempt ``a`` of sample ``i`` is sample ``i * max_tries + a`` of the unconstrained
+        request (so N constrained samples stay N distinct, replayable ones); a greedy request
+        is retried at temperature 0.7 after its first attempt.
+        """
+        constraint = request.constraint
+        assert constraint is not None
+        native = self.capabilities.constrained_decoding == "json_schema" and constraint.kind == "json_schema"
+        tries = constraint.max_tries
+        attempt_text = ""
+        for attempt in range(tries):
+            plain = request.model_copy(
+                update={
+                    "constraint": constraint if native else None,
+                    "sample_index": request.sample_index * tries + attempt,
+                    "temperature": request.temperature or (0.7 if attempt else 0.0),
+                }
+            )
+            result = await self._generate_once(plain)
+            if constraint.accepts(result.text):
+                return result
+            attempt_text = result.text
+        raise ModelError(
+            f"no output met the {constraint.kind} constraint in {tries} attempts "
+            f"(sample and verify; last output {attempt_text[:80]!r})",
+            model=self.id,
+        )
+
+    async def _generate_once(self, request: GenerateRequest) -> GenerateResult:
         self.check_request(request)
         key = request.cache_key(self.cache_identity) if self.cache is not None else None
         hit = await self._cached(key)
@@ -127,6 +175,10 @@ class Model(ABC):
             >>> async for chunk in model.stream(request):
             ...     print(chunk.text, end="", flush=True)
         """
+        if request.constraint is not None and not self._enforces(request):
+            verified = await self._generate_verified(request)  # only a verified output is shown
+            yield GenerateChunk(text=verified.text, tokens=verified.tokens, result=verified)
+            return
         self.check_request(request)
         key = request.cache_key(self.cache_identity) if self.cache is not None else None
         hit = await self._cached(key)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Literal
 
 from forkpath._errors import (
     AuthenticationError,
@@ -92,12 +92,48 @@ def _litellm() -> Any:
 def _guess_capabilities(model_id: str, provider: str, api_base: str | None) -> ModelCapabilities:
     # Function calling: the big providers have it; a self-hosted server may not (its template
     # decides): override with `options: {capabilities: {tool_calls: false}}` where it lacks it.
+    structured: Literal["json_schema", "verify"] = (
+        "json_schema" if _takes_json_schema(model_id, provider, api_base) else "verify"
+    )
     if provider in _NO_LOGPROBS or "/o1" in model_id or "/o3" in model_id:
-        return ModelCapabilities(prefix_continuation=False, tool_calls=True)
+        return ModelCapabilities(prefix_continuation=False, tool_calls=True, constrained_decoding=structured)
     continuation = provider in _COMPLETION_PROVIDERS and (api_base is not None or provider != "openai")
     return ModelCapabilities(
-        logprobs=True, top_logprobs=20, prefix_continuation=continuation, tool_calls=True
+        logprobs=True,
+        top_logprobs=20,
+        prefix_continuation=continuation,
+        tool_calls=True,
+        constrained_decoding=structured,
     )
+
+
+def _takes_json_schema(model_id: str, provider: str, api_base: str | None) -> bool:
+    """Whether the provider constrains output to a JSON schema (``response_format``): what
+    litellm's model table says, and OpenAI-compatible self-hosted servers (llama.cpp, vLLM)."""
+    if api_base is not None and provider in ("openai", "hosted_vllm"):
+        return True
+    try:
+        return bool(_litellm().supports_response_schema(model=model_id, custom_llm_provider=provider))
+    except Exception:  # unknown to litellm's table: assume not, and sample and verify
+        return False
+
+
+def response_format(request: GenerateRequest, api_base: str | None) -> dict[str, Any] | None:
+    """The ``response_format`` that asks the provider for the request's JSON schema, if any.
+
+    OpenAI's form (``json_schema``) for providers; self-hosted servers get the form
+    llama-cpp-python's server reads (``json_object`` with a ``schema``), which llama.cpp's own
+    server also accepts.
+    """
+    constraint = request.constraint
+    if constraint is None or constraint.json_schema is None:
+        return None
+    if api_base is not None:
+        return {"type": "json_object", "schema": constraint.json_schema}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": constraint.json_schema, "strict": True},
+    }
 
 
 def capabilities_for(model_id: str, api_base: str | None = None) -> ModelCapabilities:
@@ -159,6 +195,9 @@ class LiteLLMModel(Model):
         }
         if request.stop:
             params["stop"] = list(request.stop)
+        structured = response_format(request, self.api_base)
+        if structured is not None:
+            params["response_format"] = structured
         if request.seed is not None:
             params["seed"] = request.seed + request.sample_index
         if self.api_base:

@@ -46,8 +46,9 @@ import numpy as np
 
 from forkpath._errors import ModelError, ModelNotFoundError
 from forkpath.models._base import Model
+from forkpath.models._constraints import TokenMatcher, token_matcher
 from forkpath.models._engine import Job, Scheduler
-from forkpath.models._sampling import choose_token, penalty_history, sample_rng
+from forkpath.models._sampling import apply_mask, choose_token, penalty_history, sample_rng
 from forkpath.models._tool_calls import (
     TOOL_CALL_TAGS,
     forced_call_opening,
@@ -232,8 +233,21 @@ class _DecodeJob(Job):
         prompt: list[int],
         request: GenerateRequest,
         on_token: Callable[[TokenInfo], None] | None = None,
+        matcher: TokenMatcher | None = None,
     ) -> None:
         super().__init__(prompt, rows=1, growth=request.max_tokens)
+        self.matcher = matcher
+        if matcher is not None and request.constraint_prefix:
+            for done in prompt[-request.constraint_prefix :]:
+                matcher.advance(done)
+        # Rejection sampling checks single tokens; logprobs, entropy and truncation need the mask.
+        self.by_rejection = (
+            matcher is not None
+            and request.constraint is not None
+            and request.constraint.method == "rejection"
+            and not request.wants_logprobs
+            and not request.sampling.truncated
+        )
         self.engine = engine
         self.request = request
         self.sampling = request.sampling
@@ -251,7 +265,23 @@ class _DecodeJob(Job):
         engine, request, sampling = self.engine, self.request, self.sampling
         # Penalties act on raw logits over the generated tokens, as llama-cpp-python's server does.
         history = penalty_history(self.generated) if sampling.penalised else ()
-        token = choose_token(logits, sampling, self.rng, history)
+        matcher = self.matcher
+        if matcher is not None and matcher.finished:
+            self.finish_reason = "stop"
+            return None
+        allowed = matcher.allowed() if matcher is not None and not self.by_rejection else None
+        check = matcher.allows if matcher is not None and self.by_rejection else None
+        token = choose_token(
+            logits,
+            sampling,
+            self.rng,
+            history,
+            allowed=allowed,
+            check=check,
+            full_mask=matcher.allowed if check is not None and matcher is not None else None,
+        )
+        if matcher is not None:
+            matcher.advance(token)
         self.generated.append(token)
         if token in engine.eot:
             self.finish_reason = "stop"
@@ -259,13 +289,14 @@ class _DecodeJob(Job):
         piece = engine.piece(token)
         info = TokenInfo(token=piece.decode("utf-8", errors="replace"), token_id=token)
         if request.wants_logprobs:
-            logprobs = log_softmax(logits)
+            logprobs = log_softmax(apply_mask(logits, allowed))  # the constrained distribution
             info.logprob = float(logprobs[token])
             info.entropy = entropy(logprobs)
             k = request.top_logprobs
             if k:
                 top = np.argpartition(-logprobs, k)[:k]
                 top = top[np.argsort(-logprobs[top])]
+                top = top[np.isfinite(logprobs[top])]  # a constraint's forbidden tokens are no alternatives
                 info.top = [
                     TopLogprob(
                         token=engine.piece(int(t)).decode("utf-8", errors="replace"),
@@ -482,6 +513,7 @@ class LlamaCppModel(Model):
                 n_ctx=self._engine.n_ctx,
                 batch_invariant=batch_invariant,
                 tool_calls=template_supports_tools(self._engine.chat_template),
+                constrained_decoding="tokens",
             ),
             # The engine's scheduler bounds and orders the work (FIFO); the semaphore only keeps
             # a runaway caller from queueing without limit.
@@ -576,10 +608,35 @@ class LlamaCppModel(Model):
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
         prompt = self._prompt_ids(request)
-        job = _DecodeJob(self._engine, prompt, request)
+        job = _DecodeJob(self._engine, prompt, request, matcher=self.token_matcher(request))
         if request.max_tokens:
             await self._run(job)
         return read_tool_calls(job.result(self.id), request, opening=forced_call_opening(request))
+
+    def token_matcher(self, request: GenerateRequest) -> TokenMatcher | None:
+        """The constraint's state for one new sequence of this model (None: no constraint)."""
+        if request.constraint is None:
+            return None
+        engine = self._engine
+
+        def make_tokenizer() -> Any:
+            from llguidance.llamacpp import lltokenizer_from_vocab
+
+            vocab = self.llama_cpp_vocab()
+            return lltokenizer_from_vocab(vocab, n_vocab=engine.n_vocab, eos_token=sorted(engine.eot))
+
+        return token_matcher(
+            request.constraint,
+            vocab_key=str(engine.path.resolve()),
+            make_tokenizer=make_tokenizer,
+            n_vocab=engine.n_vocab,
+            end_tokens=sorted(engine.eot),
+        )
+
+    def llama_cpp_vocab(self) -> Any:
+        import llama_cpp
+
+        return llama_cpp.llama_model_get_vocab(self._engine.llm.model)
 
     async def _stream(self, request: GenerateRequest) -> AsyncGenerator[GenerateChunk, None]:
         """Token by token from the engine's scheduler as each step samples it (text a stop string
@@ -595,7 +652,11 @@ class LlamaCppModel(Model):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[TokenInfo | None] = asyncio.Queue()
         job = _DecodeJob(
-            self._engine, prompt, request, on_token=lambda t: _call_soon(loop, queue.put_nowait, t)
+            self._engine,
+            prompt,
+            request,
+            on_token=lambda t: _call_soon(loop, queue.put_nowait, t),
+            matcher=self.token_matcher(request),
         )
         job.finish = lambda: _call_soon(loop, queue.put_nowait, None)  # type: ignore[method-assign]
         if request.max_tokens:

@@ -30,7 +30,7 @@ distribution to 1e-6). Two things a caller must get right to match it:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,15 +95,36 @@ def penalise(logits: np.ndarray, history: Sequence[int], sampling: Sampling) -> 
     return out
 
 
-def sampling_distribution(logits: np.ndarray, sampling: Sampling, history: Sequence[int] = ()) -> np.ndarray:
+TokenCheck = Callable[[int], bool]
+"""Whether one token may come next under a constraint (see :func:`choose_token`)."""
+
+
+def apply_mask(logits: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+    """``logits`` with the tokens outside ``allowed`` (a boolean array) at -inf.
+
+    A constraint's mask is applied first, before penalties, truncation and temperature, so
+    top-k / top-p choose among the allowed tokens and reported logprobs and entropy are those
+    of the constrained distribution. ``None`` allows everything.
+    """
+    if allowed is None:
+        return logits
+    if not allowed.any():
+        raise ValueError("the constraint allows no token here")
+    return np.where(allowed, logits, -np.inf)
+
+
+def sampling_distribution(
+    logits: np.ndarray, sampling: Sampling, history: Sequence[int] = (), *, allowed: np.ndarray | None = None
+) -> np.ndarray:
     """The probabilities a token is drawn from (float64, sums to 1) for a sampled request.
 
     ``logits`` may be raw logits or log-probabilities (the same after normalisation) unless a
-    repetition penalty is set: then only raw logits give llama.cpp's distribution.
+    repetition penalty is set: then only raw logits give llama.cpp's distribution. ``allowed``
+    (a boolean mask over the vocabulary) restricts the draw to a constraint's tokens.
     """
     if sampling.greedy:
         raise ValueError("sampling_distribution is for sampling; greedy decoding takes the argmax")
-    logprobs = log_softmax(penalise(logits, history, sampling))
+    logprobs = log_softmax(penalise(apply_mask(logits, allowed), history, sampling))
     keep = np.ones(logprobs.size, dtype=bool)
     if sampling.truncated:
         probs = np.exp(logprobs)
@@ -117,20 +138,108 @@ def sampling_distribution(logits: np.ndarray, sampling: Sampling, history: Seque
         if sampling.min_p > 0.0:
             keep &= probs >= sampling.min_p * probs.max()
         keep[order[0]] = True  # the most likely token always survives
+    keep &= np.isfinite(logprobs)
     scaled = np.where(keep, logprobs / sampling.temperature, -np.inf)
     probs = np.exp(scaled - scaled.max())
     return probs / probs.sum()
 
 
 def choose_token(
-    logits: np.ndarray, sampling: Sampling, rng: np.random.Generator, history: Sequence[int] = ()
+    logits: np.ndarray,
+    sampling: Sampling,
+    rng: np.random.Generator,
+    history: Sequence[int] = (),
+    *,
+    allowed: np.ndarray | None = None,
+    check: TokenCheck | None = None,
+    full_mask: Callable[[], np.ndarray] | None = None,
 ) -> int:
     """The next token: the argmax when greedy (after penalties), else a draw from
-    :func:`sampling_distribution`."""
+    :func:`sampling_distribution`.
+
+    Under a constraint give one of ``allowed`` (the mask of tokens that may come next) or
+    ``check`` (asked about single tokens). With ``check`` the token is drawn by adaptive
+    rejection sampling (:func:`rejection_choice`): the same distribution as the mask gives,
+    found by checking only the tokens drawn. Truncation (top-k, top-p, min-p) ranks tokens
+    among the allowed ones, which a check cannot know: pass ``allowed`` for truncated sampling.
+    ``full_mask`` (with ``check``) computes the whole mask when rejections pile up.
+    """
+    if check is not None:
+        if allowed is not None or sampling.truncated:
+            raise ValueError("rejection sampling takes no mask and no truncation: pass allowed instead")
+        return rejection_choice(logits, sampling, rng, history, check, full_mask=full_mask)[0]
     if sampling.greedy:
-        return int(np.argmax(penalise(logits, history, sampling) if sampling.penalised else logits))
-    probs = sampling_distribution(logits, sampling, history)
+        masked = apply_mask(logits, allowed)
+        return int(np.argmax(penalise(masked, history, sampling) if sampling.penalised else masked))
+    probs = sampling_distribution(logits, sampling, history, allowed=allowed)
     return int(rng.choice(probs.size, p=probs))
+
+
+MAX_REJECTIONS = 16
+"""Refused draws after which :func:`rejection_choice` asks for the full mask (when it can)."""
+
+
+def rejection_choice(
+    logits: np.ndarray,
+    sampling: Sampling,
+    rng: np.random.Generator,
+    history: Sequence[int],
+    check: TokenCheck,
+    *,
+    full_mask: Callable[[], np.ndarray] | None = None,
+) -> tuple[int, int]:
+    """Adaptive rejection sampling under a constraint: ``(token, tokens checked)``.
+
+    Draw from the model's distribution; if ``check`` refuses the token, remove it (its
+    probability goes to zero), renormalise and draw again. Removing refused tokens, not
+    redrawing from the full distribution, is the adaptive part (Lipkin et al. 2025, "Fast
+    Controlled Generation from Language Models with Adaptive Weighted Rejection Sampling"): a
+    token is never checked twice, so the loop ends after at most one check per token, and the
+    token returned is distributed exactly as under the full mask, ``p(x) 1[x allowed] / Z``,
+    because each draw is from ``p`` restricted to the tokens not yet refused, a superset of the
+    allowed ones. Greedy decoding takes the best token the check allows, in order. Raises
+    ``ValueError`` when no token is allowed.
+
+    Where the model puts most of its mass on forbidden tokens, draws are refused again and
+    again; after :data:`MAX_REJECTIONS` the rest is drawn under ``full_mask()`` if given. That
+    keeps the distribution exact: given the tokens refused so far, a draw from ``p`` restricted
+    to the allowed tokens is what the loop would have returned.
+    """
+    penalised = (
+        penalise(logits, history, sampling) if sampling.penalised else np.asarray(logits, dtype=np.float64)
+    )
+    if sampling.greedy:
+        best = int(np.argmax(penalised))
+        if check(best):  # the usual case: no sort
+            return best, 1
+        order = np.argsort(-penalised, kind="stable")[1:]
+        for checked, token in enumerate(order, start=2):
+            if full_mask is not None and checked > MAX_REJECTIONS:
+                rest = order[checked - 2 :]
+                allowed_rest = rest[full_mask()[rest]]
+                if not allowed_rest.size:
+                    break
+                return int(allowed_rest[0]), checked
+            if check(int(token)):
+                return int(token), checked
+        raise ValueError("the constraint allows no token here")
+    probs = sampling_distribution(penalised, sampling)
+    checked = 0
+    while True:
+        total = probs.sum()
+        if total <= 0.0 or not np.isfinite(total):
+            raise ValueError("the constraint allows no token here")
+        if full_mask is not None and checked >= MAX_REJECTIONS:
+            probs = np.where(full_mask(), probs, 0.0)
+            total = probs.sum()
+            if total <= 0.0:
+                raise ValueError("the constraint allows no token here")
+            return int(rng.choice(probs.size, p=probs / total)), checked
+        token = int(rng.choice(probs.size, p=probs / total))
+        checked += 1
+        if check(token):
+            return token, checked
+        probs[token] = 0.0
 
 
 def sample_rng(seed: int | None, sample_index: int) -> np.random.Generator:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from forkpath.models._constraints import Constraint
 from forkpath.models._sampling import Sampling
 
 
@@ -133,6 +134,12 @@ class GenerateRequest(BaseModel):
     tool_choice: str = "auto"
     """Whether the model may (``auto``), must not (``none``) or must (``required``) call a tool,
     or the name of the one tool it must call."""
+    constraint: Constraint | None = None
+    """What the whole output must match (a JSON schema, a regex or a grammar); how a model
+    enforces it is its ``constrained_decoding`` capability."""
+    constraint_prefix: int = Field(default=0, ge=0)
+    """How many of the last ``prompt_tokens`` are already part of the constrained answer (a
+    search continuing a partial answer): the constraint applies to them and what follows."""
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:
@@ -331,6 +338,11 @@ class ModelCapabilities(BaseModel):
     tool_calls: bool = False
     """Takes ``tools`` and returns ``tool_calls`` (API function calling, or a chat template
     that declares tools and a format forkpath reads)."""
+    constrained_decoding: Literal["tokens", "json_schema", "verify"] = "verify"
+    """How a request's ``constraint`` is enforced: ``tokens`` masks tokens while decoding (every
+    kind, every output valid); ``json_schema`` sends JSON schemas to the provider's structured
+    output mode and samples-and-verifies the rest; ``verify`` samples and retries until the
+    output satisfies the constraint, within a retry budget (it may fail)."""
     batch_invariant: bool = False
     """A token's logits are the same bits whether evaluated alone or in a batch, so batched
     teacher forcing (C5) agrees exactly with one-token decoding (local ``batch_invariant: true``)."""

@@ -20,9 +20,10 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def entropy(logprobs: np.ndarray) -> float:
-    """Entropy of a full distribution given as log-probabilities."""
+    """Entropy of a full distribution given as log-probabilities (-inf: impossible tokens, as
+    a constraint's mask leaves them)."""
     p = np.exp(logprobs)
-    return float(-(p * logprobs).sum())
+    return float(-(p * np.where(p > 0, logprobs, 0.0)).sum())
 
 
 def entropy_renorm(top_logprobs: Sequence[float]) -> float:
