@@ -61,7 +61,10 @@ async def test_token_tree_search_branches_only_on_allowed_tokens(tmp_path: Path)
     model = constrained(get_model("local/smollm2-135m"), constraint)
     store = open_store(str(tmp_path / "s.db"))
     search = strategies.create(
-        "token_tree_search", top_k=3, branch_at="token", max_generations=4, max_tokens=24
+        "token_tree_search",
+        step={"top_k": 3, "branch_at": "token"},
+        max_generations=4,
+        value={"max_tokens": 24},
     )
     result = await search(CODE, Context({"default": model}, Records(), store=store))
     assert result.candidates and all(constraint.accepts(c.text) for c in result.candidates)
