@@ -126,11 +126,11 @@ def test_two_batch_workers_share_a_mcts_tree_through_redis(tmp_path: Path) -> No
     )
     namespaces: list[str] = []
     try:
-        [one] = _worker(flow, tmp_path / "w1")
+        [one] = _worker(flow, tmp_path / f"w1-{run}")
         info1 = _search_info(one)
         namespaces.append(info1["namespace"])
         nodes_after_one = asyncio.run(_nodes(info1["namespace"]))
-        [two] = _worker(flow, tmp_path / "w2")
+        [two] = _worker(flow, tmp_path / f"w2-{run}")
         info2 = _search_info(two)
         nodes_after_two = asyncio.run(_nodes(info2["namespace"]))
     finally:
@@ -165,11 +165,11 @@ def test_two_batch_workers_share_a_token_tree_on_a_real_model(tmp_path: Path) ->
     )
     namespaces: list[str] = []
     try:
-        first = {r.task_id: r for r in _worker(flow, tmp_path / "w1")}
+        first = {r.task_id: r for r in _worker(flow, tmp_path / f"w1-{run}")}
         info1 = {k: _search_info(r) for k, r in first.items()}
         namespaces += [i["namespace"] for i in info1.values()]
         nodes1 = {k: asyncio.run(_nodes(i["namespace"])) for k, i in info1.items()}
-        second = {r.task_id: r for r in _worker(flow, tmp_path / "w2")}
+        second = {r.task_id: r for r in _worker(flow, tmp_path / f"w2-{run}")}
         info2 = {k: _search_info(r) for k, r in second.items()}
         nodes2 = {k: asyncio.run(_nodes(i["namespace"])) for k, i in info2.items()}
     finally:
