@@ -27,7 +27,7 @@ def _accepting(port: int) -> bool:
 
 
 @contextmanager
-def llama_server(model_path: Path, *, timeout: float | None = 60.0) -> Iterator[str]:
+def llama_server(model_path: Path, *, timeout: float | None = 60.0, threads: int | None = None) -> Iterator[str]:
     """Serve the GGUF file ``model_path`` as model ``bench`` on a free local port.
 
     Yields the API base (``http://127.0.0.1:<port>/v1``) once the port accepts connections, and
@@ -36,6 +36,7 @@ def llama_server(model_path: Path, *, timeout: float | None = 60.0) -> Iterator[
     Args:
         model_path: the GGUF file.
         timeout: seconds to wait for the server to start before a ``RuntimeError`` (None: no limit).
+        threads: llama.cpp threads (None: the server's default, half the cores).
     """
     port = free_port()
     server = subprocess.Popen(
@@ -53,6 +54,7 @@ def llama_server(model_path: Path, *, timeout: float | None = 60.0) -> Iterator[
             "2048",
             "--model_alias",
             "bench",
+            *([] if threads is None else ["--n_threads", str(threads), "--n_threads_batch", str(threads)]),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

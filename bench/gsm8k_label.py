@@ -22,6 +22,10 @@ The labelling rules (what a person reads):
 4. No number at all: null.
 
     python bench/gsm8k_label.py runs/gsm8k-samples.jsonl runs/bench-peers/samples.jsonl
+
+The committed data can be one of the inputs (its rows carry the same fields): name it first to
+keep every labelled solution when adding new samples, since a sample key (system, model, task,
+sample index) that occurs twice is taken from the first file that holds it.
 """
 
 from __future__ import annotations
@@ -130,7 +134,7 @@ def main() -> None:
     parser.add_argument("samples", nargs="+", help="JSONL files of samples")
     args = parser.parse_args()
     hand = json.loads(HAND.read_text()) if HAND.exists() else {}
-    rows, unread = [], []
+    rows, unread, seen = [], [], set()
     for path in args.samples:
         for line in Path(path).read_text().splitlines():
             if not line.strip():
@@ -146,6 +150,9 @@ def main() -> None:
                 "text": sample["text"],
             }
             key = _key(row)
+            if key in seen:  # the first file that holds a sample wins (the committed data first)
+                continue
+            seen.add(key)
             by_rule = rule_label(row["text"])
             if key in hand:
                 row["label"], row["how"], row["note"] = hand[key]["label"], "hand", hand[key]["note"]

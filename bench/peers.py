@@ -9,8 +9,8 @@ samples at temperature ``--temperature``, at most ``--max-tokens`` tokens, major
 - ``forkpath (server)``: ``self_consistency`` through litellm against the same server;
 - ``forkpath (in-process)``: ``self_consistency`` on the same GGUF file in this process.
 
-One llama.cpp server (``python -m forkpath.models._llama_server``, one thread) serves both
-HTTP clients; the in-process model also gets one thread. Every request of every system carries
+One llama.cpp server (``python -m forkpath.models._llama_server``, ``--threads`` threads) serves both
+HTTP clients; the in-process model gets as many. Every request of every system carries
 the same sampling settings, forkpath's defaults (``SAMPLING``: no top-k, top-p 1, no min-p, no
 repetition penalty), so the server's own defaults never apply. The systems
 take turns per problem, in an order that rotates, so load on the machine falls on all three.
@@ -160,9 +160,9 @@ async def bench(args: argparse.Namespace) -> None:
     gguf = model_path(args.model)
     tasks = [load_task(f"gsm8k/{i}") for i in PEER_SUBSET[: args.limit]]
     done = {(r["system"], r["task"]) for r in load("results.jsonl")}
-    local = get_model(f"local/{args.model}", n_threads=1)
+    local = get_model(f"local/{args.model}", n_threads=args.threads)
     peer = Peer()
-    with llama_server(gguf, timeout=300) as api_base:
+    with llama_server(gguf, timeout=300, threads=args.threads) as api_base:
         server = get_model("openai/bench", api_base=api_base, timeout_s=1800)
         warm = GenerateRequest(messages=(Message(role="user", content="Hi"),), max_tokens=1)
         for model in (local, server):  # loaded and answering before anything is timed
@@ -280,6 +280,9 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b", help="a bundled local model (its GGUF file)")
     parser.add_argument("--limit", type=int, default=None, help="first N problems of the 40-problem subset")
     parser.add_argument("--n", type=int, default=4, help="samples per problem")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="llama.cpp threads of the server and the in-process model"
+    )
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--max-tokens", type=int, default=320)
     parser.add_argument("--out", default=str(OUT))
