@@ -39,6 +39,7 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from forkpath._prompts import task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Model, Usage, get_model, usage_meter
 from forkpath.strategies import (  # noqa: F401
@@ -50,7 +51,6 @@ from forkpath.strategies import (  # noqa: F401
     _self_consistency,
     _self_refine,
     strategies,
-    task_messages,
 )
 from forkpath.strategies._entropy_threshold import calibrate_entropy_threshold, load_threshold, save_threshold
 from forkpath.strategies._helpers import ExamplesVerifier
