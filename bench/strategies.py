@@ -16,7 +16,9 @@ The run is incremental: every finished (suite, row, problem) is appended to
 ``runs/bench-strategies/results.jsonl`` and skipped when the command is run again, and the
 problems are done in order with every row of a suite run on a problem before the next problem,
 so an interrupted run still compares the rows on the same problems. The table counts only the
-problems every shown row of a suite has finished.
+problems every shown row of a suite has finished. With ``--concurrency K`` the K problems of a
+chunk run one row at once (the batched engine decodes their sequences together) and each is
+charged 1/K of the chunk's wall time ("wall s / problem" is then the amortised time).
 
     python bench/strategies.py [--limit N] [--only greedy,sed] [--suite humaneval|gsm8k|both]
     python bench/strategies.py --report          # print the table of what has finished
@@ -252,22 +254,32 @@ async def bench(args: argparse.Namespace) -> None:
         suites.append(("gsm8k", tasks, rows, math_judge))
     done = {(r["suite"], r["row"], r["task"], r["model"]) for r in load_results()}
     longest = max(len(tasks) for _, tasks, _, _ in suites) if suites else 0
-    for i in range(longest):  # interleave the suites so both tables grow together
+    step = max(1, args.concurrency)
+    for start in range(0, longest, step):  # interleave the suites so both tables grow together
         for suite, tasks, rows, suite_judge in suites:
-            if i >= len(tasks):
-                continue
+            chunk = tasks[start : start + step]
             for row, runner in rows.items():
-                key = (suite, row, tasks[i].id, model.id)
-                if key in done:
+                todo = [task for task in chunk if (suite, row, task.id, model.id) not in done]
+                if not todo:
                     continue
-                result = await run_one(suite, row, runner, tasks[i], model, suite_judge)
-                append_result(result)
-                print(
-                    f"{suite:<9} {tasks[i].id:<14} {row:<42} {'PASS' if result['passed'] else 'fail'} "
-                    f"calls {result['calls']:>3} tokens {result['prompt_tokens']:>6}+{result['completion_tokens']:<5} "
-                    f"{result['wall_s']:>7.1f} s",
-                    flush=True,
+                # Up to --concurrency problems of one row at once: the batched engine decodes their
+                # sequences in the same steps. Each problem is charged an equal share of the wall time.
+                started = time.perf_counter()
+                results = await asyncio.gather(
+                    *(run_one(suite, row, runner, task, model, suite_judge) for task in todo)
                 )
+                share = (time.perf_counter() - started) / len(todo)
+                for task, result in zip(todo, results, strict=True):
+                    result["concurrency"] = len(todo)
+                    result["wall_share_s"] = round(share, 2)
+                    append_result(result)
+                    print(
+                        f"{suite:<9} {task.id:<14} {row:<42} {'PASS' if result['passed'] else 'fail'} "
+                        f"calls {result['calls']:>3} tokens {result['prompt_tokens']:>6}+"
+                        f"{result['completion_tokens']:<5} {result['wall_s']:>7.1f} s (share {share:.1f} s, "
+                        f"{len(todo)} at once)",
+                        flush=True,
+                    )
 
 
 def reverify(results: list[dict[str, Any]]) -> None:
@@ -310,7 +322,7 @@ def report(model_id: str, again: bool = False) -> None:
             print(
                 f"{row:<42} {solved / n:>7.3f} {solved:>4}/{len(picked):<2} {sum(r['calls'] for r in picked) / n:>9.1f} "
                 f"{sum(r['prompt_tokens'] for r in picked) / n:>14.0f} {sum(r['completion_tokens'] for r in picked) / n:>14.0f} "
-                f"{sum(r.get('tool_s', 0.0) for r in picked) / n:>10.2f} {sum(r['wall_s'] for r in picked) / n:>10.1f}"
+                f"{sum(r.get('tool_s', 0.0) for r in picked) / n:>10.2f} {sum(r.get('wall_share_s', r['wall_s']) for r in picked) / n:>10.1f}"
             )
 
 
@@ -328,6 +340,13 @@ def main() -> None:
         "--reverify", action="store_true", help="judge the saved answers again with today's verifiers"
     )
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads (1 suits a busy machine)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="problems of one row run at once (their sequences share the batched engine's decode steps); "
+        "each is charged an equal share of the wall time",
+    )
     parser.add_argument(
         "--out", default="runs/bench-strategies", help="folder of results.jsonl and the learned thresholds"
     )
