@@ -228,7 +228,7 @@ def test_forks_page_draws_the_chart_and_marks_the_fork(browser: Any, server: Liv
     lines = browser.find_elements(By.CSS_SELECTOR, "#forks-chart polyline.outcome")
     assert [line.get_attribute("data-outcome") for line in lines] == ["say", "yes", "no"]
     tokens = browser.find_elements(By.CSS_SELECTOR, "#fork-tokens .tok")
-    assert "".join(t.text for t in tokens) == FORKS_ANSWER.replace(" ", "") or len(tokens) == len(FORKS_ANSWER)
+    assert len(tokens) == len(FORKS_ANSWER)  # one character per fake-model token
     marked = browser.find_elements(By.CSS_SELECTOR, "#fork-tokens .tok.fork")
     assert [t.text for t in marked] == ["X"] and "forking token" in (marked[0].get_attribute("title") or "")
     assert marked[0].value_of_css_property("background-color") != tokens[0].value_of_css_property("background-color")
