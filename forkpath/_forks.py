@@ -66,6 +66,8 @@ class ForkReport(BaseModel):
     base_outcome: str
     """The outcome of the base answer itself."""
     samples: int
+    stride: int = 1
+    """Every ``stride``-th index was resampled: a fork at ``t`` lies in ``[t, t + stride)``."""
     threshold: float
     indexes: list[IndexOutcomes] = Field(default_factory=list)
     forks: list[int] = Field(default_factory=list)
@@ -76,6 +78,12 @@ class ForkReport(BaseModel):
     """Where token tree search (``branch_at: uncertain``) would branch on this answer: the
     indexes whose most likely token has probability below ``uncertainty``."""
     uncertainty: float = 0.9
+
+    def coinciding(self) -> list[int]:
+        """The forks that coincide with a branch point: one lies in the fork's window
+        ``[t, t + stride)`` (with stride 1, the fork's own token)."""
+        points = sorted(self.branch_points)
+        return [t for t in self.forks if any(t <= b < t + self.stride for b in points)]
 
     def to_json(self, path: str | Path) -> Path:
         out = Path(path)
@@ -178,6 +186,7 @@ async def analyze_forks(
         tokens=[tm.detokenize([t]) for t in answer],
         base_outcome=base_outcome,
         samples=samples,
+        stride=stride,
         threshold=threshold,
         indexes=rows,
         forks=forks,

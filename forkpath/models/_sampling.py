@@ -166,7 +166,9 @@ def choose_token(
     ``full_mask`` (with ``check``) computes the whole mask when rejections pile up.
     :func:`choose_weighted` also gives the step's importance weight.
     """
-    return choose_weighted(logits, sampling, rng, history, allowed=allowed, check=check, full_mask=full_mask)[0]
+    return choose_weighted(logits, sampling, rng, history, allowed=allowed, check=check, full_mask=full_mask)[
+        0
+    ]
 
 
 def choose_weighted(

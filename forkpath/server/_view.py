@@ -211,8 +211,12 @@ class _Viewer:
 
     def forks_page(self, request: Request, run: Run) -> Response:
         if run.forks is None:
-            raise ViewError(404, f"run {run.key!r} has a forks.json that cannot be read: {'; '.join(run.notes)}")
-        return self.page(request, "forks.html", title=f"{run.key} · forks", run=run, **forks_context(run.forks))
+            raise ViewError(
+                404, f"run {run.key!r} has a forks.json that cannot be read: {'; '.join(run.notes)}"
+            )
+        return self.page(
+            request, "forks.html", title=f"{run.key} · forks", run=run, **forks_context(run.forks)
+        )
 
     def _flow_row(self, run: Run) -> TaskRow:
         trace = run.trace

@@ -63,11 +63,15 @@ def chart_svg(report: ForkReport) -> str:
         f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#ccc"/>',
     ]
     for p in (0.0, 0.5, 1.0):
-        parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(p):.1f}" y2="{y(p):.1f}" stroke="#eee"/>')
+        parts.append(
+            f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(p):.1f}" y2="{y(p):.1f}" stroke="#eee"/>'
+        )
         parts.append(f'<text class="axis" x="{LEFT - 6}" y="{y(p) + 4:.1f}" text-anchor="end">{p:g}</text>')
     step = max(1, round(last / 8))
     for i in range(0, last + 1, step):
-        parts.append(f'<text class="axis" x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{i}</text>')
+        parts.append(
+            f'<text class="axis" x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{i}</text>'
+        )
     parts.append(
         f'<text class="axis" x="{LEFT + plot_w / 2:.0f}" y="{HEIGHT - 4}" text-anchor="middle">'
         "token index of the base answer</text>"
@@ -84,7 +88,9 @@ def chart_svg(report: ForkReport) -> str:
             f'<line class="fork" data-index="{fork}" x1="{x(fork):.1f}" x2="{x(fork):.1f}" y1="{TOP}" '
             f'y2="{TOP + plot_h}" stroke="#e03131" stroke-dasharray="5 3"/>'
         )
-        parts.append(f'<text class="fork-label" x="{x(fork) + 3:.1f}" y="{TOP - 8}" fill="#e03131">{label}</text>')
+        parts.append(
+            f'<text class="fork-label" x="{x(fork) + 3:.1f}" y="{TOP - 8}" fill="#e03131">{label}</text>'
+        )
     for n, outcome in enumerate(outcomes(report)):
         colour = COLOURS[n]
         points = [(x(ix.index), y(ix.probability(outcome)), ix) for ix in report.indexes]
@@ -125,7 +131,7 @@ def fork_rows(report: ForkReport) -> list[dict[str, Any]]:
                 "shift": report.shifts[n] if n < len(report.shifts) else None,
                 "before": _counts(before.counts),
                 "after": _counts(after.counts) if after is not None else "",
-                "branch": fork in report.branch_points,
+                "branch": fork in report.coinciding(),
             }
         )
     return rows
@@ -142,7 +148,9 @@ def fork_tokens(report: ForkReport) -> list[ForkToken]:
         if i in counted:
             ix = counted[i]
             total = sum(ix.counts.values())
-            tip += f"; resampled here: {report.base_outcome} {ix.counts.get(report.base_outcome, 0)} of {total}"
+            tip += (
+                f"; resampled here: {report.base_outcome} {ix.counts.get(report.base_outcome, 0)} of {total}"
+            )
         if i in forks:
             tip += "; forking token"
         if i in branches:
@@ -160,5 +168,5 @@ def forks_context(report: ForkReport) -> dict[str, Any]:
         "legend": [(o, COLOURS[n], o == report.base_outcome) for n, o in enumerate(lines)],
         "fork_rows": fork_rows(report),
         "fork_tokens": fork_tokens(report),
-        "shared": sorted(set(report.forks) & set(report.branch_points)),
+        "shared": report.coinciding(),
     }

@@ -19,9 +19,9 @@ from forkpath.models import (
     Sampling,
     choose_token,
     constrained,
-    teacher_force,
     get_model,
     sampling_distribution,
+    teacher_force,
 )
 from forkpath.models._sampling import MAX_REJECTIONS, choose_weighted, rejection_choice
 
@@ -329,7 +329,9 @@ async def test_the_mask_weight_on_smollm2_is_the_mass_the_constraint_removed() -
     constrained ones from the result, the free ones from teacher forcing the unconstrained model."""
     model = get_model("local/smollm2-135m", batch_invariant=True)  # decoding = teacher forcing, bit for bit
     constraint = Constraint(regex="[a-z ]{1,40}")
-    request = ask("Describe the sea.", constraint, temperature=1.0, logprobs=True, max_tokens=8, sample_index=2)
+    request = ask(
+        "Describe the sea.", constraint, temperature=1.0, logprobs=True, max_tokens=8, sample_index=2
+    )
     result = await model.generate(request)
     assert result.finish_reason == "length" and result.log_weight is not None
     prompt = model.chat_prefix(list(request.messages or ()))  # type: ignore[attr-defined]

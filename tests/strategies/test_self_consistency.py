@@ -204,7 +204,9 @@ async def test_importance_weighting_votes_with_the_samples_weights() -> None:
     assert weighted.info["votes"] == pytest.approx({"42": 1.0, "41": 3 * math.exp(-3.0)}, abs=1e-5)
     assert weighted.info["agreement"] == pytest.approx(1 / (1 + 3 * math.exp(-3.0)))
     # without weights (no constraint) importance weighting is a majority vote
-    unweighted = await self_consistency(n=4, weighting="importance")(TASK, Context({"default": model(*answers)}))
+    unweighted = await self_consistency(n=4, weighting="importance")(
+        TASK, Context({"default": model(*answers)})
+    )
     assert unweighted.info["winner"] == "41" and unweighted.info["votes"] == {"41": 3.0, "42": 1.0}
 
 

@@ -216,7 +216,9 @@ def test_smollm2_run_task_and_tokens(
     shot(browser, screenshots, "tokens-smollm2")
 
 
-def test_forks_page_draws_the_chart_and_marks_the_fork(browser: Any, server: LiveServer, screenshots: Path) -> None:
+def test_forks_page_draws_the_chart_and_marks_the_fork(
+    browser: Any, server: LiveServer, screenshots: Path
+) -> None:
     assert visit(browser, server.url + "/") == []
     browser.find_element(By.CSS_SELECTOR, '#runs-body tr[data-run="forks"] a').click()
     WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/runs/forks"))
@@ -231,7 +233,9 @@ def test_forks_page_draws_the_chart_and_marks_the_fork(browser: Any, server: Liv
     assert len(tokens) == len(FORKS_ANSWER)  # one character per fake-model token
     marked = browser.find_elements(By.CSS_SELECTOR, "#fork-tokens .tok.fork")
     assert [t.text for t in marked] == ["X"] and "forking token" in (marked[0].get_attribute("title") or "")
-    assert marked[0].value_of_css_property("background-color") != tokens[0].value_of_css_property("background-color")
+    assert marked[0].value_of_css_property("background-color") != tokens[0].value_of_css_property(
+        "background-color"
+    )
     assert texts(browser, "#forks-table tbody td:nth-child(2)") == ["X"]
     shot(browser, screenshots, "forks")
 
