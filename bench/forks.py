@@ -110,7 +110,7 @@ async def main(args: argparse.Namespace) -> None:
                 parallel=args.parallel,
             )
         seconds = time.perf_counter() - t0
-        used = meter.total()
+        used = meter.total
         folder = out / ref.replace("/", "-")
         folder.mkdir(parents=True, exist_ok=True)
         report.to_json(folder / "forks.json")

@@ -163,6 +163,7 @@ async def analyze_forks(
     base_text = tm.detokenize(answer)
     base_outcome = await outcome(base_text)
     limit = asyncio.Semaphore(parallel)
+    judging = asyncio.Lock()
 
     async def resample(t: int) -> IndexOutcomes:
         request = GenerateRequest(
@@ -171,7 +172,8 @@ async def analyze_forks(
         async with limit:
             results = await model.generate_n(request, samples)
         head = tm.detokenize(answer[:t])
-        labels = [await outcome(head + r.text) for r in results]
+        async with judging:  # one outcome at a time: a sandboxed verifier run hung when two overlapped
+            labels = [await outcome(head + r.text) for r in results]
         token = tm.detokenize([answer[t]]) if t < len(answer) else ""
         return IndexOutcomes(index=t, token=token, counts=dict(Counter(labels)))
 

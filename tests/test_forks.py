@@ -101,9 +101,9 @@ async def test_analyze_forks_on_smollm2_replays_its_continuations_from_the_store
     assert all(sum(ix.counts.values()) == 2 for ix in report.indexes)
     assert len(report.shifts) == 3 and all(0.0 <= s <= 1.0 for s in report.shifts)
     assert all(0 <= b < 24 for b in report.branch_points)
-    made = first.total()
+    made = first.total
     assert made.calls == 1 + 4 * 2 and made.cached_calls == 0  # the greedy answer, then 4 indexes x 2
     with usage_meter() as second:
         again = await analyze_task("gsm8k/0", "local/smollm2-135m", **settings)
     assert again.model_dump() == report.model_dump()
-    assert second.total().cached_calls == made.calls
+    assert second.total.cached_calls == made.calls
