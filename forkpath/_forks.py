@@ -148,7 +148,7 @@ async def analyze_forks(
     threshold: float = 0.5,
     uncertainty: float = 0.9,
     seed: int = 0,
-    parallel: int = 2,
+    parallel: int = 1,
 ) -> ForkReport:
     """Resample ``samples`` continuations from every ``stride``-th token index of ``answer``
     (token ids of ``model``) and find the forking tokens (see the module docstring); also

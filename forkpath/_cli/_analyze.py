@@ -118,7 +118,7 @@ async def analyze_task(
     threshold: float = 0.5,
     store_url: str | None = None,
     threads: int | None = None,
-    parallel: int = 2,
+    parallel: int = 1,
 ) -> Any:
     """``forkpath analyze forks`` without the terminal: the :class:`~forkpath._forks.ForkReport`
     of a dataset task (``bench/forks.py`` runs it over several)."""

@@ -300,12 +300,12 @@ def rejection_choice(
         if check(token):
             chosen = float(probs[token])
             probs[token] = 0.0
-            rest = float(probs.sum())
-            if rest <= 0.0:
+            unseen = float(probs.sum())
+            if unseen <= 0.0:
                 return RejectionDraw(token, checked, chosen)
-            other = int(rng.choice(probs.size, p=probs / rest))
+            other = int(rng.choice(probs.size, p=probs / unseen))
             checked += 1
-            return RejectionDraw(token, checked, chosen + rest * check(other))
+            return RejectionDraw(token, checked, chosen + unseen * float(check(other)))
         probs[token] = 0.0
 
 
