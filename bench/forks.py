@@ -14,7 +14,7 @@ shows them) and ``<out>/summary.md``; prints the table. Run it under the bench l
 
     flock /tmp/forkpath-bench.lock .venv/bin/python bench/forks.py \\
         --model local/qwen2.5-coder-0.5b --humaneval 0,1,2,3,4 --gsm8k 0,1,2,3,4 \\
-        --samples 8 --stride 8 --max-tokens 320 --threads 2 --parallel 2 \\
+        --samples 8 --stride 8 --max-tokens 320 --threads 2 --parallel 1 \\
         --store runs/forks/cache.db --out runs/forks
 
 A rerun with the same settings replays every continuation from ``--store``.
@@ -145,7 +145,7 @@ if __name__ == "__main__":
     parser.add_argument("--max-tokens", type=int, default=320)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--store", default="runs/forks/cache.db")
     parser.add_argument("--out", default="runs/forks")
     asyncio.run(main(parser.parse_args()))

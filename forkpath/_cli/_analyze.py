@@ -49,7 +49,7 @@ def forks(
         None, "--threads", min=1, max=256, help="CPU threads of a local model."
     ),
     parallel: int = typer.Option(
-        2,
+        1,
         "--parallel",
         min=1,
         max=64,
