@@ -81,9 +81,6 @@ def test_a_fork_coincides_with_a_branch_point_in_its_stride_window() -> None:
     assert report.coinciding() == [0, 16]  # 3 lies in [0, 4); nothing in [8, 12); 16 in [16, 20)
 
 
-@pytest.mark.skip(
-    reason="open defect: analyze_task on SmolLM2 stalled (timed out at 400-500 s) in this session; cause not found"
-)
 async def test_analyze_forks_on_smollm2_replays_its_continuations_from_the_store(tmp_path: Path) -> None:
     """The CLI's analysis on a real model: GSM8K problem 0, a short greedy answer, two
     continuations per 8th index through generate_n; a second run finds every call in the store."""
