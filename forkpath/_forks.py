@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections import Counter
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from forkpath._concurrency import gather_all
 from forkpath.models import GenerateRequest, Message, Model, teacher_force, token_model
 
 Outcome = Callable[[str], Awaitable[str]]
@@ -56,10 +58,16 @@ class ForkReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str
+    task: str | None = None
+    """The dataset task analysed (``gsm8k/3``), when it came from one."""
     answer: str
+    tokens: list[str] = Field(default_factory=list)
+    """The base answer's tokens, as text (every token, analysed or not)."""
     base_outcome: str
     """The outcome of the base answer itself."""
     samples: int
+    stride: int = 1
+    """Every ``stride``-th index was resampled: a fork at ``t`` lies in ``[t, t + stride)``."""
     threshold: float
     indexes: list[IndexOutcomes] = Field(default_factory=list)
     forks: list[int] = Field(default_factory=list)
@@ -70,6 +78,12 @@ class ForkReport(BaseModel):
     """Where token tree search (``branch_at: uncertain``) would branch on this answer: the
     indexes whose most likely token has probability below ``uncertainty``."""
     uncertainty: float = 0.9
+
+    def coinciding(self) -> list[int]:
+        """The forks that coincide with a branch point: one lies in the fork's window
+        ``[t, t + stride)`` (with stride 1, the fork's own token)."""
+        points = sorted(self.branch_points)
+        return [t for t in self.forks if any(t <= b < t + self.stride for b in points)]
 
     def to_json(self, path: str | Path) -> Path:
         out = Path(path)
@@ -134,26 +148,36 @@ async def analyze_forks(
     threshold: float = 0.5,
     uncertainty: float = 0.9,
     seed: int = 0,
+    parallel: int = 1,
 ) -> ForkReport:
     """Resample ``samples`` continuations from every ``stride``-th token index of ``answer``
     (token ids of ``model``) and find the forking tokens (see the module docstring); also
     record token tree search's branch points on the answer (top-1 probability below
-    ``uncertainty``, from one teacher-forced pass) to compare with them."""
+    ``uncertainty``, from one teacher-forced pass) to compare with them.
+
+    ``parallel`` indexes are resampled at once: their ``parallel * samples`` continuations go
+    to the model together (the local engine decodes them in one batch)."""
     tm = token_model(model, by="analyze forks")
     prompt = tm.chat_prefix(list(messages))
     answer = list(answer)
     base_text = tm.detokenize(answer)
     base_outcome = await outcome(base_text)
-    rows: list[IndexOutcomes] = []
-    for t in range(0, len(answer) + 1, stride):
+    limit = asyncio.Semaphore(parallel)
+    judging = asyncio.Lock()
+
+    async def resample(t: int) -> IndexOutcomes:
         request = GenerateRequest(
             prompt_tokens=(*prompt, *answer[:t]), max_tokens=max_tokens, temperature=temperature, seed=seed
         )
-        results = await model.generate_n(request, samples)
+        async with limit:
+            results = await model.generate_n(request, samples)
         head = tm.detokenize(answer[:t])
-        labels = [await outcome(head + r.text) for r in results]
+        async with judging:  # one outcome at a time: a sandboxed verifier run hung when two overlapped
+            labels = [await outcome(head + r.text) for r in results]
         token = tm.detokenize([answer[t]]) if t < len(answer) else ""
-        rows.append(IndexOutcomes(index=t, token=token, counts=dict(Counter(labels))))
+        return IndexOutcomes(index=t, token=token, counts=dict(Counter(labels)))
+
+    rows = list(await gather_all(*(resample(t) for t in range(0, len(answer) + 1, stride))))
     forks, shifts = find_forks(rows, threshold)
     rows_lp = await teacher_force(model, prompt, answer)
     top1 = np.exp(rows_lp[: len(answer)].max(axis=1))
@@ -161,8 +185,10 @@ async def analyze_forks(
     return ForkReport(
         model=model.id,
         answer=base_text,
+        tokens=[tm.detokenize([t]) for t in answer],
         base_outcome=base_outcome,
         samples=samples,
+        stride=stride,
         threshold=threshold,
         indexes=rows,
         forks=forks,

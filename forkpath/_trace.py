@@ -202,6 +202,8 @@ class CandidateEvent(_Event):
     mean_logprob: float | None = None
     tokens: int | None = None
     """Completion tokens of the call that wrote it, when one call did."""
+    log_weight: float | None = None
+    """Its importance weight under a constraint, as a log (``GenerateResult.log_weight``)."""
     verdict: dict[str, Any] | None = None
     """The verifier's full verdict (tests and their output, extracted answers, ...)."""
 

@@ -49,6 +49,10 @@ class Candidate(BaseModel):
     mean_logprob: float | None = None
     tokens: int | None = None
     """Completion tokens of the call that wrote it, when one call did."""
+    log_weight: float | None = None
+    """The sample's log importance weight under a constraint (``GenerateResult.log_weight``),
+    when one call wrote it: weigh candidates by ``exp(log_weight)`` to estimate what the model
+    would answer if only whole valid answers counted (self_consistency ``weighting: importance``)."""
     verdict: dict[str, Any] | None = None
     """The verifier's full verdict, as JSON."""
 

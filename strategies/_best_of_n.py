@@ -105,6 +105,7 @@ async def _score(result: GenerateResult, task: Task, context: Context, verify: b
         model=result.model,
         mean_logprob=result.mean_logprob,
         tokens=result.usage.completion_tokens,
+        log_weight=result.log_weight,
     )
     if not verify:
         candidate.score = result.mean_logprob

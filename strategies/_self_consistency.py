@@ -3,7 +3,11 @@
 Voting is the parallel aggregation of Welleck et al. §k: every sample's extracted final answer
 is one vote (``majority``), or carries a weight: the verifier's score (``verifier``; meant for a
 judge or reward model, since a reference-answer verifier would simply reveal the answer) or
-the sample's probability ``exp(mean token logprob)`` (``probability``). Answers are read by the
+the sample's probability ``exp(mean token logprob)`` (``probability``), or, under a
+constraint, the sample's importance weight ``exp(log_weight)`` (``importance``: local models
+sample a constrained answer token by token, which over-represents answers whose prefixes left
+few valid continuations; the weights, self-normalised, make the vote an estimate of the answer
+distribution of the model restricted to whole valid answers, Lipkin et al. 2025). Answers are read by the
 task's kind: numbers for tasks whose answers are numbers (GSM8K), free-form math otherwise,
 the last line for other tasks. They are grouped by equivalence: numbers exactly, free-form math
 with :func:`~forkpath.verifiers.math_equal` (``0.5`` and ``\\frac12`` are one answer), others by
@@ -17,6 +21,7 @@ still to come (``early_stop``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Literal
 
@@ -50,7 +55,7 @@ def self_consistency(
     model: str = "default",
     temperature: Temperature = 0.8,
     max_tokens: Tokens = 512,
-    weighting: Literal["majority", "verifier", "probability"] = "majority",
+    weighting: Literal["majority", "verifier", "probability", "importance"] = "majority",
     extract: Extract = "auto",
     early_stop: bool = True,
     seed: Seed = 0,
@@ -64,7 +69,9 @@ def self_consistency(
         temperature: sampling temperature.
         max_tokens: most tokens per sample.
         weighting: ``majority`` (one vote each), ``verifier`` (vote = the context verifier's
-            score) or ``probability`` (vote = exp(mean token logprob); needs logprobs).
+            score), ``probability`` (vote = exp(mean token logprob); needs logprobs) or
+            ``importance`` (vote = the sample's constrained importance weight, self-normalised;
+            a sample without one, e.g. unconstrained, weighs 1).
         extract: how a sample's final answer is found: ``number`` (the number of the stated
             answer, else the last number; see :func:`~forkpath.verifiers.extract_number`),
             ``math`` (free-form: boxed / #### / "the answer is" / last number), ``last_line``,
@@ -112,6 +119,7 @@ def self_consistency(
                     model=result.model,
                     answer=extract_answer(result.text, extract, task),
                     mean_logprob=result.mean_logprob,
+                    log_weight=result.log_weight,
                 )
                 candidates.append(candidate)
                 if weighting == "verifier":
@@ -121,6 +129,8 @@ def self_consistency(
                     lp = result.mean_logprob
                     candidate.score = math.exp(lp) if lp is not None else 0.0
                     weight = candidate.score
+                elif weighting == "importance":
+                    weight = 1.0  # set below, once every sample's weight is known
                 else:
                     candidate.score = weight = 1.0
                 ballots.append(
@@ -132,6 +142,8 @@ def self_consistency(
                     )
                 )
             i = wave.stop
+        if weighting == "importance":
+            ballots = _importance(candidates, ballots)
         counted = vote(ballots, mode)
         chosen = counted.winner
         total = sum(b.weight for b in ballots)  # abstentions count against agreement
@@ -157,6 +169,18 @@ def self_consistency(
         )
 
     return Strategy(run, needs={model: needs}, needs_verifier=weighting == "verifier")
+
+
+def _importance(candidates: list[Candidate], ballots: list[Ballot]) -> list[Ballot]:
+    """The ballots weighted by ``exp(log_weight)``, scaled so the largest weighs 1 (the vote
+    only compares sums); a sample without a weight counts as log weight 0."""
+    logs = [c.log_weight if c.log_weight is not None else 0.0 for c in candidates]
+    top = max(logs, default=0.0)
+    weighted = []
+    for candidate, ballot, lw in zip(candidates, ballots, logs, strict=True):
+        candidate.score = math.exp(lw - top)
+        weighted.append(dataclasses.replace(ballot, weight=candidate.score))
+    return weighted
 
 
 def _decided(candidates: list[Candidate], ballots: list[Ballot], n: int, mode: Mode) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +58,52 @@ def test_find_forks_uses_total_variation() -> None:
     ]
     forks, shifts = find_forks(rows, threshold=0.5)
     assert forks == [1] and shifts == pytest.approx([0.1, 0.6])
+
+
+async def test_resampling_several_indexes_at_once_gives_the_same_report() -> None:
+    model = planted()
+    answer = model.tokenize(ANSWER)
+    one = await analyze_forks(model, MESSAGES, answer, outcome=last_word, samples=4, max_tokens=8, parallel=1)
+    many = await analyze_forks(
+        model, MESSAGES, answer, outcome=last_word, samples=4, max_tokens=8, parallel=6
+    )
+    assert one.model_dump() == many.model_dump()
+    assert many.tokens == list(ANSWER) and many.stride == 1
+
+
+def test_a_fork_coincides_with_a_branch_point_in_its_stride_window() -> None:
+    from forkpath._forks import ForkReport
+
+    report = ForkReport(
+        model="m", answer="", base_outcome="a", samples=2, stride=4, threshold=0.5,
+        forks=[0, 8, 16], branch_points=[3, 12, 16],
+    )  # fmt: skip
+    assert report.coinciding() == [0, 16]  # 3 lies in [0, 4); nothing in [8, 12); 16 in [16, 20)
+
+
+async def test_analyze_forks_on_smollm2_replays_its_continuations_from_the_store(tmp_path: Path) -> None:
+    """The CLI's analysis on a real model: GSM8K problem 0, a short greedy answer, two
+    continuations per 8th index through generate_n; a second run finds every call in the store."""
+    from forkpath._cli._analyze import analyze_task
+    from forkpath.models import usage_meter
+
+    settings: dict[str, Any] = {
+        "samples": 2,
+        "stride": 8,
+        "max_tokens": 24,
+        "store_url": str(tmp_path / "cache.db"),
+        "threads": 1,
+    }
+    with usage_meter() as first:
+        report = await analyze_task("gsm8k/0", "local/smollm2-135m", **settings)
+    assert report.task == "gsm8k/0" and report.model == "local/smollm2-135m"
+    assert len(report.tokens) == 24 and [ix.index for ix in report.indexes] == [0, 8, 16, 24]
+    assert all(sum(ix.counts.values()) == 2 for ix in report.indexes)
+    assert len(report.shifts) == 3 and all(0.0 <= s <= 1.0 for s in report.shifts)
+    assert all(0 <= b < 24 for b in report.branch_points)
+    made = first.total
+    assert made.calls == 1 + 4 * 2 and made.cached_calls == 0  # the greedy answer, then 4 indexes x 2
+    with usage_meter() as second:
+        again = await analyze_task("gsm8k/0", "local/smollm2-135m", **settings)
+    assert again.model_dump() == report.model_dump()
+    assert second.total.cached_calls == made.calls

@@ -48,6 +48,13 @@ def forks(
     threads: int | None = typer.Option(
         None, "--threads", min=1, max=256, help="CPU threads of a local model."
     ),
+    parallel: int = typer.Option(
+        1,
+        "--parallel",
+        min=1,
+        max=64,
+        help="Token indexes resampled at once (their continuations share a batch).",
+    ),
 ) -> None:
     """Resample continuations from each token of an answer and find the tokens that decide its outcome."""
     import asyncio
@@ -56,7 +63,18 @@ def forks(
 
     try:
         report = asyncio.run(
-            _run(task_ref, model_id, answer, samples, stride, max_tokens, threshold, store, threads)
+            analyze_task(
+                task_ref,
+                model_id,
+                answer=answer,
+                samples=samples,
+                stride=stride,
+                max_tokens=max_tokens,
+                threshold=threshold,
+                store_url=store,
+                threads=threads,
+                parallel=parallel,
+            )
         )
     except ForkpathError as e:
         fail(str(e))
@@ -76,10 +94,10 @@ def forks(
         if ix.index in report.forks
     ]
     console.print(f"base outcome {report.base_outcome!r}; forking tokens at {report.forks or 'none'}")
-    shared = sorted(set(report.forks) & set(report.branch_points))
+    shared = report.coinciding()
     console.print(
         f"token tree search branch points (top-1 < {report.uncertainty}): {len(report.branch_points)}; "
-        f"forks among them: {shared or 'none'}"
+        f"forks at a branch point: {shared or 'none'}"
     )
     if rows:
         shown = table("index", "token", "base outcome", "of")
@@ -89,17 +107,21 @@ def forks(
     console.print(f"wrote {out / 'forks.json'} and {out / 'forks.png'}")
 
 
-async def _run(
+async def analyze_task(
     task_ref: str,
     model_id: str,
-    answer: str | None,
-    samples: int,
-    stride: int,
-    max_tokens: int,
-    threshold: float,
-    store_url: str | None,
+    *,
+    answer: str | None = None,
+    samples: int = 8,
+    stride: int = 1,
+    max_tokens: int = 256,
+    threshold: float = 0.5,
+    store_url: str | None = None,
     threads: int | None = None,
+    parallel: int = 1,
 ) -> Any:
+    """``forkpath analyze forks`` without the terminal: the :class:`~forkpath._forks.ForkReport`
+    of a dataset task (``bench/forks.py`` runs it over several)."""
     from forkpath import load_task, task_messages
     from forkpath._forks import analyze_forks, verdict_outcome
     from forkpath.models import GenerateRequest, get_model, token_model
@@ -115,25 +137,25 @@ async def _run(
         options["cache"] = opened.generation_cache("forks")
     if threads is not None:
         options["n_threads"] = threads
-    model = get_model(model_id, **options)
-    tm = token_model(model, by="analyze forks")
-    messages = task_messages(task)
-    if answer is None:
-        result = await model.generate(GenerateRequest(messages=tuple(messages), max_tokens=max_tokens))
-        ids = result.token_ids or tm.tokenize(result.text)
-    else:
-        ids = tm.tokenize(answer)
-    if task.kind == "code":
-        outcome = verdict_outcome(task, verifiers.create("python_tests"))
-    elif task.kind == "math":
-
-        async def outcome(text: str) -> str:
-            return extract_answer(text, "number") or "none"
-
-    else:
-        raise ConfigError(f"{task_ref}: forks needs a math or code task (its outcome), not {task.kind}")
     try:
-        return await analyze_forks(
+        model = get_model(model_id, **options)
+        tm = token_model(model, by="analyze forks")
+        messages = task_messages(task)
+        if answer is None:
+            result = await model.generate(GenerateRequest(messages=tuple(messages), max_tokens=max_tokens))
+            ids = result.token_ids or tm.tokenize(result.text)
+        else:
+            ids = tm.tokenize(answer)
+        if task.kind == "code":
+            outcome = verdict_outcome(task, verifiers.create("python_tests"))
+        elif task.kind == "math":
+
+            async def outcome(text: str) -> str:
+                return extract_answer(text, "number") or "none"
+
+        else:
+            raise ConfigError(f"{task_ref}: forks needs a math or code task (its outcome), not {task.kind}")
+        report = await analyze_forks(
             model,
             messages,
             ids,
@@ -142,7 +164,10 @@ async def _run(
             stride=stride,
             max_tokens=max_tokens,
             threshold=threshold,
+            parallel=parallel,
         )
+        report.task = task_ref
+        return report
     finally:
         if opened is not None:
             await opened.aclose()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import math
 import os
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
@@ -48,7 +49,7 @@ from forkpath._errors import ModelError, ModelNotFoundError
 from forkpath.models._base import Model
 from forkpath.models._constraints import TokenMatcher, token_matcher
 from forkpath.models._engine import Job, Scheduler
-from forkpath.models._sampling import apply_mask, choose_token, penalty_history, sample_rng
+from forkpath.models._sampling import apply_mask, choose_weighted, penalty_history, sample_rng
 from forkpath.models._tool_calls import (
     TOOL_CALL_TAGS,
     forced_call_opening,
@@ -253,6 +254,10 @@ class _DecodeJob(Job):
         self.sampling = request.sampling
         self.rng = sample_rng(request.seed, request.sample_index)
         self.generated: list[int] = []
+        self.log_weight: float | None = (
+            0.0 if matcher is not None and not self.sampling.greedy and not self.sampling.truncated else None
+        )
+        """Sum of the steps' log allowed mass (``GenerateResult.log_weight``)."""
         self.infos: list[TokenInfo] = []
         self.text = bytearray()
         self.finish_reason: FinishReason = "length"
@@ -271,7 +276,7 @@ class _DecodeJob(Job):
             return None
         allowed = matcher.allowed() if matcher is not None and not self.by_rejection else None
         check = matcher.allows if matcher is not None and self.by_rejection else None
-        token = choose_token(
+        token, mass = choose_weighted(
             logits,
             sampling,
             self.rng,
@@ -280,6 +285,8 @@ class _DecodeJob(Job):
             check=check,
             full_mask=matcher.allowed if check is not None and matcher is not None else None,
         )
+        if self.log_weight is not None and mass is not None:
+            self.log_weight += math.log(mass)
         if matcher is not None:
             matcher.advance(token)
         self.generated.append(token)
@@ -339,6 +346,7 @@ class _DecodeJob(Job):
             tokens=self.infos,
             finish_reason=self.finish_reason,
             usage=Usage(calls=1, prompt_tokens=len(self.tokens), completion_tokens=len(self.infos)),
+            log_weight=self.log_weight,
         )
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -163,20 +164,69 @@ def choose_token(
     found by checking only the tokens drawn. Truncation (top-k, top-p, min-p) ranks tokens
     among the allowed ones, which a check cannot know: pass ``allowed`` for truncated sampling.
     ``full_mask`` (with ``check``) computes the whole mask when rejections pile up.
+    :func:`choose_weighted` also gives the step's importance weight.
+    """
+    return choose_weighted(logits, sampling, rng, history, allowed=allowed, check=check, full_mask=full_mask)[
+        0
+    ]
+
+
+def choose_weighted(
+    logits: np.ndarray,
+    sampling: Sampling,
+    rng: np.random.Generator,
+    history: Sequence[int] = (),
+    *,
+    allowed: np.ndarray | None = None,
+    check: TokenCheck | None = None,
+    full_mask: Callable[[], np.ndarray] | None = None,
+) -> tuple[int, float | None]:
+    """:func:`choose_token` and the step's *allowed mass*: ``(token, Z)``.
+
+    ``Z`` is the probability the sampling distribution (penalties and temperature applied, no
+    constraint) puts on the tokens the constraint allows: exact with ``allowed``, an unbiased
+    estimate with ``check`` (:func:`rejection_choice`). The token is drawn from that
+    distribution restricted to the allowed tokens, so ``Z`` is the step's importance weight
+    towards the *globally* constrained distribution (``p(x)·1[x valid] / Z_global`` over whole
+    sequences): the product of a sequence's ``Z`` is its weight (``GenerateResult.log_weight``).
+    ``None`` when greedy or truncated (no such weight) or without a constraint (the weight is 1).
     """
     if check is not None:
         if allowed is not None or sampling.truncated:
             raise ValueError("rejection sampling takes no mask and no truncation: pass allowed instead")
-        return rejection_choice(logits, sampling, rng, history, check, full_mask=full_mask)[0]
+        draw = rejection_choice(logits, sampling, rng, history, check, full_mask=full_mask)
+        return draw.token, draw.allowed_mass
     if sampling.greedy:
         masked = apply_mask(logits, allowed)
-        return int(np.argmax(penalise(masked, history, sampling) if sampling.penalised else masked))
-    probs = sampling_distribution(logits, sampling, history, allowed=allowed)
-    return int(rng.choice(probs.size, p=probs))
+        return int(np.argmax(penalise(masked, history, sampling) if sampling.penalised else masked)), None
+    if allowed is None or sampling.truncated:
+        probs = sampling_distribution(logits, sampling, history, allowed=allowed)
+        return int(rng.choice(probs.size, p=probs)), None
+    # Untruncated: the masked distribution is the free one restricted to the allowed tokens and
+    # renormalised, and the mass it drops is the weight.
+    if not allowed.any():
+        raise ValueError("the constraint allows no token here")
+    free = sampling_distribution(logits, sampling, history)
+    kept = np.where(allowed, free, 0.0)
+    mass = float(kept.sum())
+    if mass <= 0.0:  # every allowed token underflowed: draw from the masked logits themselves
+        probs = sampling_distribution(logits, sampling, history, allowed=allowed)
+        return int(rng.choice(probs.size, p=probs)), float(np.finfo(float).tiny)
+    return int(rng.choice(kept.size, p=kept / mass)), mass
 
 
 MAX_REJECTIONS = 16
 """Refused draws after which :func:`rejection_choice` asks for the full mask (when it can)."""
+
+
+class RejectionDraw(NamedTuple):
+    """What :func:`rejection_choice` drew."""
+
+    token: int
+    checked: int
+    """Tokens checked (the constraint's cost)."""
+    allowed_mass: float | None
+    """An unbiased estimate of ``Z``, the mass the allowed tokens have (None when greedy)."""
 
 
 def rejection_choice(
@@ -187,23 +237,33 @@ def rejection_choice(
     check: TokenCheck,
     *,
     full_mask: Callable[[], np.ndarray] | None = None,
-) -> tuple[int, int]:
-    """Adaptive rejection sampling under a constraint: ``(token, tokens checked)``.
+) -> RejectionDraw:
+    """Adaptive weighted rejection sampling under a constraint (Lipkin et al. 2025, "Fast
+    Controlled Generation from Language Models with Adaptive Weighted Rejection Sampling").
 
-    Draw from the model's distribution; if ``check`` refuses the token, remove it (its
+    Draw from the model's distribution ``p``; if ``check`` refuses the token, remove it (its
     probability goes to zero), renormalise and draw again. Removing refused tokens, not
-    redrawing from the full distribution, is the adaptive part (Lipkin et al. 2025, "Fast
-    Controlled Generation from Language Models with Adaptive Weighted Rejection Sampling"): a
-    token is never checked twice, so the loop ends after at most one check per token, and the
-    token returned is distributed exactly as under the full mask, ``p(x) 1[x allowed] / Z``,
-    because each draw is from ``p`` restricted to the tokens not yet refused, a superset of the
-    allowed ones. Greedy decoding takes the best token the check allows, in order. Raises
-    ``ValueError`` when no token is allowed.
+    redrawing from the full distribution, is the adaptive part: a token is never checked
+    twice, so the loop ends after at most one check per token, and the token returned is
+    distributed exactly as under the full mask, ``p(x) 1[x allowed] / Z``, because each draw
+    is from ``p`` restricted to the tokens not yet refused, a superset of the allowed ones.
+    Greedy decoding takes the best token the check allows, in order. Raises ``ValueError``
+    when no token is allowed.
+
+    The weight. With ``R`` the refused mass and ``x`` the token accepted, the allowed mass is
+    ``Z = p(x) + (allowed mass among the tokens neither refused nor x)``, a set of mass
+    ``rest = 1 - R - p(x)``. One more draw ``y`` from ``p`` restricted to that set, checked,
+    estimates the second term by ``rest · 1[y allowed]``, so ``Z_hat = p(x) + rest·1[y allowed]``
+    has ``E[Z_hat | x] = Z`` exactly: unbiased whatever ``x`` is, hence properly weighted
+    (``E[Z_hat f(x)] = sum over allowed x of p(x) f(x)``). This is the paper's recursive
+    estimator, whose product of the ``1 - q`` of the refused draws telescopes to ``1 - R``; it
+    costs one check more per step (none when ``rest`` is 0).
 
     Where the model puts most of its mass on forbidden tokens, draws are refused again and
     again; after :data:`MAX_REJECTIONS` the rest is drawn under ``full_mask()`` if given. That
-    keeps the distribution exact: given the tokens refused so far, a draw from ``p`` restricted
-    to the allowed tokens is what the loop would have returned.
+    keeps the distribution exact (given the tokens refused so far, a draw from ``p``
+    restricted to the allowed tokens is what the loop would have returned), and the weight
+    is then the exact ``Z``, the mask's mass.
     """
     penalised = (
         penalise(logits, history, sampling) if sampling.penalised else np.asarray(logits, dtype=np.float64)
@@ -211,7 +271,7 @@ def rejection_choice(
     if sampling.greedy:
         best = int(np.argmax(penalised))
         if check(best):  # the usual case: no sort
-            return best, 1
+            return RejectionDraw(best, 1, None)
         order = np.argsort(-penalised, kind="stable")[1:]
         for checked, token in enumerate(order, start=2):
             if full_mask is not None and checked > MAX_REJECTIONS:
@@ -219,9 +279,9 @@ def rejection_choice(
                 allowed_rest = rest[full_mask()[rest]]
                 if not allowed_rest.size:
                     break
-                return int(allowed_rest[0]), checked
+                return RejectionDraw(int(allowed_rest[0]), checked, None)
             if check(int(token)):
-                return int(token), checked
+                return RejectionDraw(int(token), checked, None)
         raise ValueError("the constraint allows no token here")
     probs = sampling_distribution(penalised, sampling)
     checked = 0
@@ -231,14 +291,21 @@ def rejection_choice(
             raise ValueError("the constraint allows no token here")
         if full_mask is not None and checked >= MAX_REJECTIONS:
             probs = np.where(full_mask(), probs, 0.0)
-            total = probs.sum()
-            if total <= 0.0:
+            mass = probs.sum()
+            if mass <= 0.0:
                 raise ValueError("the constraint allows no token here")
-            return int(rng.choice(probs.size, p=probs / total)), checked
+            return RejectionDraw(int(rng.choice(probs.size, p=probs / mass)), checked, float(mass))
         token = int(rng.choice(probs.size, p=probs / total))
         checked += 1
         if check(token):
-            return token, checked
+            chosen = float(probs[token])
+            probs[token] = 0.0
+            unseen = float(probs.sum())
+            if unseen <= 0.0:
+                return RejectionDraw(token, checked, chosen)
+            other = int(rng.choice(probs.size, p=probs / unseen))
+            checked += 1
+            return RejectionDraw(token, checked, chosen + unseen * float(check(other)))
         probs[token] = 0.0
 
 

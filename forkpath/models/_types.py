@@ -281,6 +281,15 @@ class GenerateResult(BaseModel):
     latency_s: float = 0.0
     cached: bool = False
     """True when the result was replayed from the generation cache."""
+    log_weight: float | None = None
+    """The sample's log importance weight towards the *globally* constrained distribution
+    (``p(text)·1[text valid]``, renormalised over whole texts): the sum over its tokens of the
+    log probability mass the constraint allowed at that step. A constrained sample is drawn
+    token by token from the locally renormalised distribution, which favours prefixes whose
+    continuations are mostly invalid; weighting samples by ``exp(log_weight)`` (self-normalised)
+    corrects that. Exact with ``method: mask``, an unbiased estimate (of the weight, not its log)
+    with ``method: rejection`` (Lipkin et al. 2025). Set by local models for sampled, untruncated
+    constrained requests; None otherwise (no constraint: every weight is 1)."""
 
     @property
     def token_ids(self) -> list[int] | None:

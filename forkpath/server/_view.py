@@ -3,7 +3,9 @@
 Pages (each a deep link that can be shared):
 
 - ``/``: every run under the folder (refreshed while a batch runs),
-- ``/runs/<run>``: its tasks (paged, filtered), the flow's graph, the report's plots,
+- ``/runs/<run>``: its tasks (paged, filtered), the flow's graph, the report's plots; for a
+  forking-token analysis (``forks.json``), outcome probability over token index with the forking
+  tokens and branch points marked, and the answer's tokens,
 - ``/runs/<run>/tasks/<task>``: the prompt, each strategy run's candidates, verdicts and numbers,
 - ``/runs/<run>/tree/<task>?search=<i>&node=<id>``: a search tree, expanded on demand,
 - ``/runs/<run>/tokens/<task>?n=<i>&colour=entropy|model``: an answer's tokens,
@@ -40,6 +42,7 @@ from starlette.staticfiles import StaticFiles
 from forkpath._trace import FlowEvent, TokensEvent
 from forkpath._tree_view import ViewTree
 from forkpath.server import _view_render as render
+from forkpath.server._view_forks import forks_context
 from forkpath.server._view_runs import (
     Run,
     RunCatalog,
@@ -168,6 +171,8 @@ class _Viewer:
 
     def run_page(self, request: Request) -> Response:
         run = self.run(request)
+        if run.kind == "forks":
+            return self.forks_page(request, run)
         outcome = request.query_params.get("outcome", "")
         failed_only = request.query_params.get("failed") == "1"
         if outcome and outcome not in OUTCOMES:
@@ -202,6 +207,15 @@ class _Viewer:
             graph=render.flow_svg(start) if start is not None else None,
             plots=[p for p in PLOTS if (run.dir / p).is_file()],
             notes=run.notes,
+        )
+
+    def forks_page(self, request: Request, run: Run) -> Response:
+        if run.forks is None:
+            raise ViewError(
+                404, f"run {run.key!r} has a forks.json that cannot be read: {'; '.join(run.notes)}"
+            )
+        return self.page(
+            request, "forks.html", title=f"{run.key} · forks", run=run, **forks_context(run.forks)
         )
 
     def _flow_row(self, run: Run) -> TaskRow:

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from forkpath._forks import ForkReport
 from forkpath._trace import FlowEvent, TraceEvent, event_types, parse_event
 from forkpath.batch import RunManifest, TaskRecord
 
@@ -312,12 +313,13 @@ class _Cache:
 
 @dataclass
 class Run:
-    """One run under the viewer's folder: a batch (``results.jsonl``) or a flow run (``trace.jsonl``)."""
+    """One run under the viewer's folder: a batch (``results.jsonl``), a flow run
+    (``trace.jsonl``) or a forking-token analysis (``forks.json``, ``forkpath analyze forks``)."""
 
     key: str
     dir: Path
     kind: str
-    """``batch`` or ``flow``."""
+    """``batch``, ``flow`` or ``forks``."""
     manifest: RunManifest | None = None
     records: RecordsIndex | None = None
     trace: TraceIndex | None = None
@@ -330,6 +332,8 @@ class Run:
     total: int | None = None
     notes: list[str] = field(default_factory=list)
     """Problems met reading it (skipped lines), shown on its pages."""
+    forks: ForkReport | None = None
+    """A forking-token analysis's report (``kind == "forks"``)."""
 
     @property
     def rows(self) -> list[TaskRow]:
@@ -346,6 +350,8 @@ class Run:
 
     @property
     def pass_rate(self) -> float | None:
+        if self.kind == "forks":
+            return None
         if self.kind == "flow":
             end = self.trace.flow_end if self.trace else None
             return None if end is None or end.passed is None else float(end.passed)
@@ -374,6 +380,8 @@ class Run:
         return None if end is None else max(0.0, end - self.started)
 
     def has_task(self, task_id: str) -> bool:
+        if self.kind == "forks":
+            return False
         if self.kind == "batch":
             return self.records is not None and task_id in self.records.rows
         return task_id == flow_task_key(self.trace)
@@ -444,7 +452,25 @@ class RunCatalog:
     def _load(self, key: str, path: Path) -> Run:
         if (path / "results.jsonl").is_file() or (path / "run.json").is_file():
             return self._batch(key, path)
-        return self._flow(key, path)
+        if (path / "trace.jsonl").is_file():
+            return self._flow(key, path)
+        return self._forks(key, path)
+
+    def _forks(self, key: str, path: Path) -> Run:
+        file = path / "forks.json"
+        run = Run(key=key, dir=path, kind="forks", total=1)
+        changed = _stat(file)
+        if changed is not None:
+            run.started = run.finished = changed[2] / 1e9
+        try:
+            run.forks = ForkReport.model_validate_json(file.read_bytes())
+        except (OSError, ValidationError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            run.notes.append(f"forks.json cannot be read: {first}")
+            return run
+        run.status = "finished"
+        run.flow, run.dataset = run.forks.model, run.forks.task
+        return run
 
     def _batch(self, key: str, path: Path) -> Run:
         records: RecordsIndex = self._records.get(path / "results.jsonl", RecordsIndex)
@@ -535,4 +561,4 @@ def first_flow_event(path: Path, lines: int = 5) -> FlowEvent | None:
 
 
 def _is_run(path: Path) -> bool:
-    return any((path / name).is_file() for name in ("results.jsonl", "run.json", "trace.jsonl"))
+    return any((path / name).is_file() for name in ("results.jsonl", "run.json", "trace.jsonl", "forks.json"))

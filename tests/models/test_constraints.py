@@ -21,8 +21,9 @@ from forkpath.models import (
     constrained,
     get_model,
     sampling_distribution,
+    teacher_force,
 )
-from forkpath.models._sampling import MAX_REJECTIONS, rejection_choice
+from forkpath.models._sampling import MAX_REJECTIONS, choose_weighted, rejection_choice
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -110,7 +111,7 @@ def test_rejection_sampling_has_the_masked_distribution(fallback: bool) -> None:
     counts = np.zeros(60)
     checked = 0
     for _ in range(draws):
-        token, n = rejection_choice(
+        draw = rejection_choice(
             logits,
             sampling,
             rng,
@@ -118,12 +119,98 @@ def test_rejection_sampling_has_the_masked_distribution(fallback: bool) -> None:
             lambda t: bool(allowed[t]),
             full_mask=(lambda: allowed) if fallback else None,
         )
-        counts[token] += 1
-        checked += n
+        counts[draw.token] += 1
+        checked += draw.checked
     assert counts[~allowed].sum() == 0
     se = np.sqrt(exact * (1 - exact) / draws)  # within 4 standard errors of the exact masked probabilities
     assert np.all(np.abs(counts / draws - exact) <= 4 * se + 1e-12)
-    assert checked / draws <= (MAX_REJECTIONS if fallback else 60)
+    assert checked / draws <= (MAX_REJECTIONS + 1 if fallback else 60)
+
+
+# -- the importance weight -------------------------------------------------------------------------
+
+
+def _fake_distribution(seed: int, likely_allowed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Logits over 60 tokens and an allowed set among the likely or the unlikely ones."""
+    rng = np.random.default_rng(seed)
+    logits = np.sort(rng.normal(size=60) * 2)[::-1].copy()
+    allowed = np.zeros(60, dtype=bool)
+    allowed[[0, 2, 7, 20, 41] if likely_allowed else [3, 30, 45, 59]] = True
+    return logits, allowed
+
+
+@pytest.mark.parametrize(("likely_allowed", "fallback"), [(True, False), (False, False), (False, True)])
+def test_the_rejection_weight_estimates_the_allowed_mass_without_bias(
+    likely_allowed: bool, fallback: bool
+) -> None:
+    """Per step, E[Z_hat] = Z (the free distribution's mass on the allowed tokens) and the
+    sample is properly weighted: E[Z_hat 1[x = j]] = p(j) for every allowed j. Checked within 4
+    standard errors over 20,000 draws with a fixed seed."""
+    logits, allowed = _fake_distribution(11, likely_allowed)
+    sampling = Sampling(temperature=0.9)
+    free = sampling_distribution(logits, sampling)
+    exact = float(free[allowed].sum())
+    rng = np.random.default_rng(3)
+    draws = 20_000
+    weights = np.empty(draws)
+    tokens = np.empty(draws, dtype=int)
+    for i in range(draws):
+        draw = rejection_choice(
+            logits,
+            sampling,
+            rng,
+            (),
+            lambda t: bool(allowed[t]),
+            full_mask=(lambda: allowed) if fallback else None,
+        )
+        assert draw.allowed_mass is not None
+        weights[i], tokens[i] = draw.allowed_mass, draw.token
+    assert allowed[tokens].all()
+    assert weights.std() > 0 or fallback  # a real estimate, not the exact mass read off a mask
+    se = weights.std(ddof=1) / np.sqrt(draws)
+    assert abs(weights.mean() - exact) <= 4 * se + 1e-12, (weights.mean(), exact, se)
+    for j in np.flatnonzero(allowed):
+        per_token = weights * (tokens == j)
+        se_j = per_token.std(ddof=1) / np.sqrt(draws)
+        assert abs(per_token.mean() - free[j]) <= 4 * se_j + 1e-9, (j, per_token.mean(), free[j])
+
+
+def test_the_mask_weight_is_the_exact_allowed_mass() -> None:
+    logits, allowed = _fake_distribution(5, True)
+    sampling = Sampling(temperature=1.3)
+    token, mass = choose_weighted(logits, sampling, np.random.default_rng(0), allowed=allowed)
+    assert allowed[token]
+    assert mass == pytest.approx(float(sampling_distribution(logits, sampling)[allowed].sum()), rel=1e-12)
+    # Greedy and truncated sampling have no weight; the draw is the mask's either way.
+    assert choose_weighted(logits, Sampling(), np.random.default_rng(0), allowed=allowed)[1] is None
+    truncated = Sampling(temperature=1.0, top_k=3)
+    assert choose_weighted(logits, truncated, np.random.default_rng(0), allowed=allowed)[1] is None
+
+
+def test_weighting_whole_sequences_recovers_the_globally_constrained_distribution() -> None:
+    """Two steps. First token A or B, equally likely; after A the constraint allows 10% of the
+    mass, after B 90%. Over whole valid sequences A has probability 0.05 / (0.05 + 0.45) = 0.1,
+    but sampling step by step under the constraint picks A half the time. The self-normalised
+    estimate with the product of the per-step weights (rejection's estimates) gives 0.1."""
+    first = np.log(np.array([0.5, 0.5]))
+    second = np.log(np.full(20, 0.05))  # 20 equally likely tokens
+    after = {0: np.arange(20) < 2, 1: np.arange(20) < 18}  # A: 2 of 20 allowed, B: 18 of 20
+    sampling = Sampling(temperature=1.0)
+    rng = np.random.default_rng(0)
+    n = 8_000
+    picked_a = np.empty(n, dtype=bool)
+    log_w = np.empty(n)
+    for i in range(n):
+        one = rejection_choice(first, sampling, rng, (), lambda t: True)
+        mask = after[one.token]
+        two = rejection_choice(second, sampling, rng, (), lambda t, mask=mask: bool(mask[t]))
+        assert one.allowed_mass is not None and two.allowed_mass is not None
+        picked_a[i] = one.token == 0
+        log_w[i] = np.log(one.allowed_mass) + np.log(two.allowed_mass)
+    assert picked_a.mean() == pytest.approx(0.5, abs=0.03)  # the local sampler's bias
+    w = np.exp(log_w - log_w.max())
+    estimate = float((w * picked_a).sum() / w.sum())
+    assert estimate == pytest.approx(0.1, abs=0.03), estimate
 
 
 def test_greedy_rejection_takes_the_best_allowed_token() -> None:
@@ -176,7 +263,7 @@ async def test_constrained_token_model_masks_next_token_and_teacher_forcing() ->
 
 def ask(content: str, constraint: Constraint, **kw: Any) -> GenerateRequest:
     return GenerateRequest(
-        messages=(Message(role="user", content=content),), max_tokens=64, constraint=constraint, **kw
+        messages=(Message(role="user", content=content),), constraint=constraint, **{"max_tokens": 64, **kw}
     )
 
 
@@ -234,3 +321,43 @@ async def test_continuing_a_partial_answer_keeps_the_constraint_on_smollm2() -> 
     result = await model.generate(GenerateRequest(prompt_tokens=(*prompt, *partial), max_tokens=48))
     whole = '{"name":"Bo' + result.text
     assert json.loads(whole)["name"].startswith("Bo") and Constraint(json_schema=SCHEMA).accepts(whole)
+
+
+async def test_the_mask_weight_on_smollm2_is_the_mass_the_constraint_removed() -> None:
+    """Under the mask, each step's weight is p_free(x) / p_constrained(x) for the token x
+    drawn, so the log weight is the sum over the answer of (free - constrained) logprobs: the
+    constrained ones from the result, the free ones from teacher forcing the unconstrained model."""
+    model = get_model("local/smollm2-135m", batch_invariant=True)  # decoding = teacher forcing, bit for bit
+    constraint = Constraint(regex="[a-z ]{1,40}")
+    request = ask(
+        "Describe the sea.", constraint, temperature=1.0, logprobs=True, max_tokens=8, sample_index=2
+    )
+    result = await model.generate(request)
+    assert result.finish_reason == "length" and result.log_weight is not None
+    prompt = model.chat_prefix(list(request.messages or ()))  # type: ignore[attr-defined]
+    ids = result.token_ids or []
+    free = await teacher_force(model, prompt, ids)
+    removed = sum(float(free[i, t]) - (result.tokens[i].logprob or 0.0) for i, t in enumerate(ids))
+    assert result.log_weight < 0.0
+    assert result.log_weight == pytest.approx(removed, abs=1e-4)
+
+
+async def test_the_rejection_weight_on_smollm2_is_unbiased_for_the_first_step() -> None:
+    """One-token answers by rejection sampling: the mean of exp(log_weight) is within 4
+    standard errors of the exact allowed mass (read off one masked step)."""
+    model = get_model("local/smollm2-135m", batch_invariant=True)  # every sample sees the same logits
+    constraint = Constraint(grammar=YES_NO, method="rejection")
+    question = "Is the sea blue? Answer yes or no."
+    exact_request = ask(question, Constraint(grammar=YES_NO), temperature=1.0, max_tokens=1, logprobs=True)
+    masked = await model.generate(exact_request)
+    prompt = model.chat_prefix(list(exact_request.messages or ()))  # type: ignore[attr-defined]
+    free = await teacher_force(model, prompt, masked.token_ids or [])
+    token = (masked.token_ids or [])[0]
+    exact = float(np.exp(free[0, token] - (masked.tokens[0].logprob or 0.0)))
+    assert masked.log_weight == pytest.approx(np.log(exact), abs=1e-3)
+    n = 240
+    results = await model.generate_n(ask(question, constraint, temperature=1.0, max_tokens=1), n)
+    weights = np.array([np.exp(r.log_weight) for r in results if r.log_weight is not None])
+    assert weights.size == n and weights.std() > 0
+    se = weights.std(ddof=1) / np.sqrt(n)
+    assert abs(weights.mean() - exact) <= 4 * se, (weights.mean(), exact, se)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from forkpath import Budget, BudgetLimits, CapabilityError, ConfigError, Task
@@ -179,3 +181,46 @@ async def test_end_to_end_on_smollm2_with_math_verifier() -> None:
         assert result.passed is not None  # the chosen answer was judged by the real math verifier
     else:
         assert result.answer is None and result.chosen is None
+
+
+class Weighted(FakeModel):
+    """The fake model with a constrained sample's importance weight on each answer: 41 was
+    sampled often but from prefixes the constraint mostly refused (small weight)."""
+
+    async def _generate(self, request: GenerateRequest) -> GenerateResult:
+        result = await super()._generate(request)
+        return result.model_copy(update={"log_weight": -4.0 if "41" in result.text else -1.0})
+
+
+async def test_importance_weighting_votes_with_the_samples_weights() -> None:
+    answers = ["The answer is 41.", "The answer is 41.", "The answer is 41.", "The answer is 42."]
+    m = Weighted("fake/m", script={"6*7": answers})
+    plain = await self_consistency(n=4, early_stop=False)(TASK, Context({"default": m}))
+    assert plain.info["winner"] == "41"
+    weighted = await self_consistency(n=4, weighting="importance")(TASK, Context({"default": m}))
+    assert weighted.info["winner"] == "42"
+    assert [c.log_weight for c in weighted.candidates] == [-4.0, -4.0, -4.0, -1.0]
+    # self-normalised: exp(log_weight - max); three of e^-3 against one of 1
+    assert weighted.info["votes"] == pytest.approx({"42": 1.0, "41": 3 * math.exp(-3.0)}, abs=1e-5)
+    assert weighted.info["agreement"] == pytest.approx(1 / (1 + 3 * math.exp(-3.0)))
+    # without weights (no constraint) importance weighting is a majority vote
+    unweighted = await self_consistency(n=4, weighting="importance")(
+        TASK, Context({"default": model(*answers)})
+    )
+    assert unweighted.info["winner"] == "41" and unweighted.info["votes"] == {"41": 3.0, "42": 1.0}
+
+
+async def test_importance_weighting_on_smollm2_under_a_constraint() -> None:
+    from forkpath.models import Constraint, constrained, get_model
+
+    m = constrained(get_model("local/smollm2-135m"), Constraint(regex="[0-9]{1,3}", method="rejection"))
+    result = await self_consistency(n=4, weighting="importance", max_tokens=4, extract="full")(
+        TASK, Context({"default": m})
+    )
+    weights = [c.log_weight for c in result.candidates]
+    assert len(weights) == 4 and all(w is not None and w <= 0.0 for w in weights)
+    top = max(w for w in weights if w is not None)
+    for c in result.candidates:
+        assert c.text.isdigit() and c.log_weight is not None
+        assert c.score == pytest.approx(math.exp(c.log_weight - top))
+    assert sum(result.info["votes"].values()) == pytest.approx(sum(c.score or 0.0 for c in result.candidates))

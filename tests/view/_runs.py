@@ -168,3 +168,37 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+FORKS_ANSWER = "I pick X and say"
+FORKS_AT = FORKS_ANSWER.index("X")
+
+
+def forks_run(root: Path, name: str = "forks") -> Path:
+    """A real forking-token analysis (``forkpath._forks``) of the fake model with a planted
+    forking token: before X the answer ends yes or no by turns, after it always yes."""
+    import asyncio
+
+    from forkpath._forks import analyze_forks
+    from forkpath.models import FakeModel, Message
+
+    model = FakeModel(script={"I pick X": [" yes"], "pick one": [" yes", " no"]})
+
+    async def last_word(text: str) -> str:
+        return text.split()[-1] if text.split() else "none"
+
+    report = asyncio.run(
+        analyze_forks(
+            model,
+            [Message(role="user", content="pick one")],
+            model.tokenize(FORKS_ANSWER),
+            outcome=last_word,
+            samples=8,
+            max_tokens=8,
+        )
+    )
+    report.task = "demo/0"
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    report.to_json(folder / "forks.json")
+    return folder

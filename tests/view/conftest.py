@@ -1,5 +1,5 @@
 """Real runs for the viewer's tests, made once per session: fake-model batches (one with hostile
-candidates), a SmolLM2 batch, an MCTS search, a token-routing run; a server on a free loopback
+candidates), a SmolLM2 batch, an MCTS search, a token-routing run, a forking-token analysis; a server on a free loopback
 port; a headless Chromium (Debian's) driven by Selenium."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ._runs import (
     LiveServer,
     fake_batch,
     flow_run,
+    forks_run,
     write_dataset,
 )
 
@@ -47,6 +48,7 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     flow_run(root, "mcts", MCTS.replace("STORE", str(work / "store.db")), question)
     flow_run(root, "routing", ROUTING, question)
     flow_run(root, "speculative", SPECULATIVE, question)
+    forks_run(root)
     smol = Flow.from_yaml_text(SMOLLM2)
     tasks = load_tasks(DatasetSpec(name="gsm8k", limit=2))
     config = BatchConfig(run_id="smollm2", out_dir=root / "smollm2", dataset="gsm8k")

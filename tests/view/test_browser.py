@@ -16,7 +16,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from forkpath.batch import read_records
 
-from ._runs import XSS, LiveServer
+from ._runs import FORKS_ANSWER, FORKS_AT, XSS, LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_runs_page_lists_every_run_with_its_numbers(
 ) -> None:
     assert visit(browser, server.url + "/") == []
     rows = {r.get_attribute("data-run"): r for r in browser.find_elements(By.CSS_SELECTOR, "#runs-body tr")}
-    assert set(rows) == {"fake-a", "fake-b", "smollm2", "mcts", "routing", "speculative"}
+    assert set(rows) == {"fake-a", "fake-b", "smollm2", "mcts", "routing", "speculative", "forks"}
     cells = rows["fake-a"].find_elements(By.TAG_NAME, "td")
     records = read_records(runs_dir / "fake-a")
     passed = sum(1 for r in records if r.passed)
@@ -214,6 +214,30 @@ def test_smollm2_run_task_and_tokens(
     assert "alternatives:" in tip and "local/smollm2-135m" in tip
     assert len(browser.find_elements(By.CSS_SELECTOR, "#tip table.alternatives tr")) == 5
     shot(browser, screenshots, "tokens-smollm2")
+
+
+def test_forks_page_draws_the_chart_and_marks_the_fork(
+    browser: Any, server: LiveServer, screenshots: Path
+) -> None:
+    assert visit(browser, server.url + "/") == []
+    browser.find_element(By.CSS_SELECTOR, '#runs-body tr[data-run="forks"] a').click()
+    WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/runs/forks"))
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    chart = browser.find_element(By.ID, "forks-chart")
+    assert chart.is_displayed() and chart.size["width"] > 600
+    fork = browser.find_element(By.CSS_SELECTOR, "#forks-chart line.fork")
+    assert fork.get_attribute("data-index") == str(FORKS_AT)
+    lines = browser.find_elements(By.CSS_SELECTOR, "#forks-chart polyline.outcome")
+    assert [line.get_attribute("data-outcome") for line in lines] == ["say", "yes", "no"]
+    tokens = browser.find_elements(By.CSS_SELECTOR, "#fork-tokens .tok")
+    assert len(tokens) == len(FORKS_ANSWER)  # one character per fake-model token
+    marked = browser.find_elements(By.CSS_SELECTOR, "#fork-tokens .tok.fork")
+    assert [t.text for t in marked] == ["X"] and "forking token" in (marked[0].get_attribute("title") or "")
+    assert marked[0].value_of_css_property("background-color") != tokens[0].value_of_css_property(
+        "background-color"
+    )
+    assert texts(browser, "#forks-table tbody td:nth-child(2)") == ["X"]
+    shot(browser, screenshots, "forks")
 
 
 def test_compare_lists_the_differing_tasks_first(browser: Any, server: LiveServer, screenshots: Path) -> None:
