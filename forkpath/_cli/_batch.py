@@ -192,7 +192,8 @@ def batch(
     summary = asyncio.run(go())
     console.print(_summary_line(summary), highlight=False, soft_wrap=True)
     if report and summary.ran + summary.skipped:
-        path = write_report([out])
+        # the tasks asked for: the folder may also hold records of an earlier invocation's others
+        path = write_report([out], tasks=[t.id for t in tasks])
         console.print(f"report: {path} (and {path.with_suffix('.html')})")
 
 

@@ -79,7 +79,8 @@ class ResultsFile:
 
     def load(self, *, repair: bool = False) -> dict[str, TaskRecord]:
         """The last record of each task id. Readers never write; the batch runner (the only
-        writer) passes ``repair`` to cut a torn last line and set other bad lines aside."""
+        writer) passes ``repair`` to cut a torn last line and set other bad lines aside
+        (in ``results.bad.jsonl``; each is logged with its ``file:line`` and what is wrong)."""
         if not self.path.exists():
             return {}
         records: dict[str, TaskRecord] = {}
@@ -91,11 +92,19 @@ class ResultsFile:
                 continue
             try:
                 record = TaskRecord.model_validate(json.loads(line))
-            except (json.JSONDecodeError, ValidationError):
+            except (json.JSONDecodeError, ValidationError) as e:
                 torn = number == len(lines) and not line.endswith("\n")
-                what = "torn last line (interrupted write)" if torn else "unreadable line"
-                logger.warning("%s:%d: %s skipped", self.path, number, what)
-                if not torn:
+                if torn:
+                    logger.warning("%s:%d: torn last line (interrupted write) skipped", self.path, number)
+                else:
+                    where = f"moved to {self.path.with_name('results.bad.jsonl')}" if repair else "skipped"
+                    logger.warning(
+                        "%s:%d: unreadable record (%s) %s",
+                        self.path,
+                        number,
+                        _why(e),
+                        where,
+                    )
                     bad.append(line if line.endswith("\n") else line + "\n")
                 continue
             good.append(line if line.endswith("\n") else line + "\n")
@@ -115,6 +124,15 @@ class ResultsFile:
             f.write(record.model_dump_json() + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def _why(error: Exception) -> str:
+    """What is wrong with a line, in a few words."""
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return f"not JSON: {error}"
 
 
 def check_out_dir(path: Path, *, what: str = "output folder") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Collection
 from pathlib import Path
 
 from forkpath._errors import ConfigError
@@ -107,10 +108,19 @@ def _plots(
     return names
 
 
-def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
-    """Write ``report.md`` and ``report.html`` (with plots) into ``out`` (default: the first run dir)."""
+def write_report(
+    run_dirs: list[Path], out: Path | None = None, *, tasks: Collection[str] | None = None
+) -> Path:
+    """Write ``report.md`` and ``report.html`` (with plots) into ``out`` (default: the first run dir).
+
+    ``tasks``: report these task ids only (``forkpath batch`` passes the ones it was asked for;
+    a folder may also hold records of tasks an earlier invocation was asked for).
+    """
     out = out or run_dirs[0]
     records = [read_records(d) for d in run_dirs]
+    if tasks is not None:
+        wanted = set(tasks)
+        records = [[r for r in recs if r.task_id in wanted] for recs in records]
     for d, recs in zip(run_dirs, records, strict=True):
         if not recs:
             raise ConfigError(f"{d}: no results yet (results.jsonl is missing or empty)")

@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from pydantic import ValidationError
 
 from forkpath import Budget, cancel_all
 from forkpath._errors import ConfigError
@@ -27,6 +30,8 @@ from forkpath.batch._config import BatchConfig, BatchSummary
 from forkpath.batch._records import ResultsFile, RunManifest, TaskRecord, check_out_dir
 from forkpath.batch._task import run_task
 from forkpath.models import Usage
+
+logger = logging.getLogger(__name__)
 
 _RESULT_FIELDS = {"verifier", "start", "nodes", "edges", "budget", "max_steps"}
 
@@ -96,17 +101,7 @@ async def run_batch(
             f"or budget changed. Give another --out or --run-id, or delete {config.out_dir} to start over"
         )
     if store is not None:
-        for task_id in await store.finished_ids(config.run_id):
-            payload = await store.get_result(config.run_id, task_id)
-            if payload is None:
-                continue
-            record = TaskRecord.model_validate(payload)
-            if record.flow and fingerprint and record.flow != fingerprint:
-                continue  # another flow's result under this run id: run the task again
-            mine = known.get(task_id)
-            if record.finished and (mine is None or not mine.finished):
-                results.append(record)  # finished on another worker or before a crash: bring it home
-                known[task_id] = record
+        await _bring_home(store, config.run_id, {t.id for t in tasks}, fingerprint, results, known)
 
     def done_before(task: Task) -> bool:
         record = known.get(task.id)
@@ -159,6 +154,54 @@ async def run_batch(
         await pool.aclose()
     manifest.model_copy(update={"finished": time.time(), "stopped": summary.stopped}).write(config.out_dir)
     return summary
+
+
+async def _bring_home(
+    store: Any,
+    run_id: str,
+    wanted: set[str],
+    fingerprint: str | None,
+    results: ResultsFile,
+    known: dict[str, TaskRecord],
+) -> None:
+    """Append to ``results`` the store's finished records of ``run_id`` that this folder lacks
+    (finished on another worker, or before a crash), for the tasks in ``wanted`` only: the run id
+    may have served other task lists (another --limit, another folder of the same name), and
+    their records are not this invocation's. A stored result that is not a record of this run,
+    this task and this flow is skipped with a warning, and its task runs again."""
+    async for task_id, payload in store.results(run_id):
+        if task_id not in wanted:
+            continue
+        try:
+            record = TaskRecord.model_validate(payload)
+        except ValidationError as e:
+            logger.warning(
+                "%s: the result of task %r in run %r is not a batch record (%d problems, first: %s: %s); "
+                "the task runs again",
+                store.url,
+                task_id,
+                run_id,
+                e.error_count(),
+                ".".join(str(p) for p in e.errors()[0]["loc"]) or "record",
+                e.errors()[0]["msg"],
+            )
+            continue
+        if (record.run_id, record.task_id) != (run_id, task_id):
+            logger.warning(
+                "%s: the result stored for task %r in run %r is task %r of run %r; the task runs again",
+                store.url,
+                task_id,
+                run_id,
+                record.task_id,
+                record.run_id,
+            )
+            continue
+        if record.flow and fingerprint and record.flow != fingerprint:
+            continue  # another flow's result under this run id: run the task again
+        mine = known.get(task_id)
+        if record.finished and (mine is None or not mine.finished):
+            results.append(record)
+            known[task_id] = record
 
 
 async def _dispatch(

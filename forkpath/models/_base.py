@@ -14,8 +14,8 @@ import contextlib
 import time
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,8 @@ from forkpath._errors import CapabilityError, ModelError, is_retryable
 from forkpath._trace import ModelCallEvent, emit
 from forkpath.models._types import GenerateChunk, GenerateRequest, GenerateResult, ModelCapabilities, Usage
 from forkpath.models._usage import record_usage
+
+T = TypeVar("T")
 
 
 class RetryPolicy(BaseModel):
@@ -253,6 +255,16 @@ class Model(ABC):
         return await gather_all(*(self.generate(r) for r in requests))
 
     async def _generate_with_retries(self, request: GenerateRequest) -> GenerateResult:
+        async def once() -> GenerateResult:
+            started = time.perf_counter()
+            result = await self._generate(request)
+            result.latency_s = time.perf_counter() - started
+            return result
+
+        return await self._with_retries(once)
+
+    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` under the concurrency limit, retried by the retry policy on transient errors."""
         policy = self.retry
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable),
@@ -263,9 +275,7 @@ class Model(ABC):
         async for attempt in retrying:
             with attempt:
                 async with self._semaphore():
-                    started = time.perf_counter()
-                    result = await self._generate(request)
-                    result.latency_s = time.perf_counter() - started
+                    result = await call()
         return result
 
     def _semaphore(self) -> asyncio.Semaphore:

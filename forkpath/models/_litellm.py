@@ -18,10 +18,13 @@ in-process.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
+from forkpath._concurrency import gather_all
 from forkpath._errors import (
     AuthenticationError,
     BadRequestError,
@@ -47,6 +50,10 @@ from forkpath.models._types import (
     Usage,
 )
 
+logger = logging.getLogger(__name__)
+
+# The most choices OpenAI's API gives one request (``n``).
+_MAX_N = 128
 # Providers whose text-completion endpoint continues arbitrary prefixes.
 _COMPLETION_PROVIDERS = {"openai", "text-completion-openai", "hosted_vllm", "vllm", "openai_like"}
 # Providers that return no logprobs at all.
@@ -160,6 +167,8 @@ class LiteLLMModel(Model):
         api_key: key; by default litellm reads the provider's environment variable.
         timeout_s: per-call timeout.
         capabilities: override what forkpath assumes the provider returns.
+        samples_in_one_request: whether :meth:`generate_n` sends OpenAI's ``n`` (default: where
+            litellm says the provider takes it).
     """
 
     def __init__(
@@ -170,9 +179,13 @@ class LiteLLMModel(Model):
         api_key: str | None = None,
         timeout_s: float = 120.0,
         capabilities: ModelCapabilities | None = None,
+        samples_in_one_request: bool | None = None,
         **options: Any,
     ) -> None:
         guessed = capabilities_for(model_id, api_base)
+        self._takes_n = samples_in_one_request
+        """Whether :meth:`generate_n` asks for its samples as the ``n`` choices of one request
+        (None until known: what litellm says the provider takes; False once a server ignored it)."""
         self.provider: str = _litellm().get_llm_provider(model_id, api_base=api_base)[1]
         """litellm's provider name (``openai``, ``hosted_vllm``, ``anthropic``, ...)."""
         self.api_base = api_base
@@ -208,35 +221,111 @@ class LiteLLMModel(Model):
             params["api_key"] = "not-needed"  # self-hosted servers ignore it; litellm insists on one
         return params
 
-    async def _generate(self, request: GenerateRequest) -> GenerateResult:
-        litellm = _litellm()
+    def _request_params(self, request: GenerateRequest) -> dict[str, Any]:
+        """The litellm call's arguments for ``request`` (chat or text completion)."""
         params = self._common_params(request)
+        if request.is_continuation:
+            params["prompt"] = self._continuation_prompt(request)
+            if request.wants_logprobs:
+                params["logprobs"] = max(request.top_logprobs, 1)
+            return params
+        assert request.messages is not None
+        params["messages"] = [m.openai() for m in request.messages]
+        if request.tools:
+            params["tools"] = [t.openai() for t in request.tools]
+            params["tool_choice"] = (
+                request.tool_choice
+                if request.tool_choice in ("auto", "none", "required")
+                else {"type": "function", "function": {"name": request.tool_choice}}
+            )
+        if request.wants_logprobs:
+            params["logprobs"] = True
+            if request.top_logprobs:
+                params["top_logprobs"] = request.top_logprobs
+        return params
+
+    async def _call(self, request: GenerateRequest, n: int = 1) -> list[GenerateResult]:
+        """One request to the provider (asking for ``n`` choices when ``n > 1``); one result per
+        choice it returned, in order, the reply's usage shared out among them (:func:`share_usage`)."""
+        litellm = _litellm()
+        params = self._request_params(request)
+        if n > 1:
+            params["n"] = n
         try:
             if request.is_continuation:
-                params["prompt"] = self._continuation_prompt(request)
-                if request.wants_logprobs:
-                    params["logprobs"] = max(request.top_logprobs, 1)
-                response = await litellm.atext_completion(**params)
-                return self._parse_text(response, request)
-            assert request.messages is not None
-            params["messages"] = [m.openai() for m in request.messages]
-            if request.tools:
-                params["tools"] = [t.openai() for t in request.tools]
-                params["tool_choice"] = (
-                    request.tool_choice
-                    if request.tool_choice in ("auto", "none", "required")
-                    else {"type": "function", "function": {"name": request.tool_choice}}
-                )
-            if request.wants_logprobs:
-                params["logprobs"] = True
-                if request.top_logprobs:
-                    params["top_logprobs"] = request.top_logprobs
-            response = await litellm.acompletion(**params)
-            return self._parse_chat(response, request)
+                return self._parse(await litellm.atext_completion(**params), request, chat=False)
+            return self._parse(await litellm.acompletion(**params), request, chat=True)
         except ModelError:
             raise
         except Exception as e:
             raise translate_error(e, self.id) from e
+
+    async def _generate(self, request: GenerateRequest) -> GenerateResult:
+        first, *others = await self._call(request)
+        for other in others:  # choices nobody asked for: what they cost is still this call's
+            first.usage = first.usage + other.usage.model_copy(update={"calls": 0})
+        return first
+
+    async def generate_n(self, request: GenerateRequest, n: int) -> list[GenerateResult]:
+        """N samples of one request (sample indexes ``request.sample_index .. + n - 1``).
+
+        Where the provider takes OpenAI's ``n`` (litellm's ``get_supported_openai_params``, or
+        the ``samples_in_one_request`` option), the samples the cache lacks go out as one request
+        with ``n`` (at most 128 a request); each choice is cached under its own sample index and
+        charged its share of the reply's usage (one call each; tokens and cost add up to the
+        reply's). A server that returns fewer choices than asked (it ignores ``n``, as
+        llama-cpp-python's does) gets the rest as concurrent requests, and so does every later
+        call of this model. Otherwise, and for seeded requests (sample ``i`` is seed ``+ i``),
+        greedy ones and constrained ones, the samples are concurrent requests bounded by the
+        model's concurrency limit (:meth:`Model.generate_n`).
+        """
+        if n < 2 or not self._samples_in_one_request(request):
+            return await super().generate_n(request, n)
+        self.check_request(request)
+        requests = [request.model_copy(update={"sample_index": request.sample_index + i}) for i in range(n)]
+        keys = [r.cache_key(self.cache_identity) if self.cache is not None else None for r in requests]
+        results: list[GenerateResult | None] = [await self._cached(key) for key in keys]
+        missing = [i for i, result in enumerate(results) if result is None]
+        groups = [missing[i : i + _MAX_N] for i in range(0, len(missing), _MAX_N)]
+        replies = await gather_all(*(self._call_timed(requests[group[0]], len(group)) for group in groups))
+        rest: list[int] = []
+        for group, reply in zip(groups, replies, strict=True):
+            for i, result in zip(group, reply, strict=False):
+                results[i] = result
+                await self._remember(keys[i], result)
+            rest += group[len(reply) :]
+        if rest:
+            if self._takes_n is not False:
+                logger.info("%s: the server ignores n; samples go out as separate requests", self.id)
+            self._takes_n = False
+            for i, result in zip(
+                rest, await gather_all(*(self.generate(requests[i]) for i in rest)), strict=True
+            ):
+                results[i] = result
+        done = [result for result in results if result is not None]
+        assert len(done) == n
+        for i, result in enumerate(done):
+            if i not in rest:  # generate() accounted those
+                self._account(result, requests[i])
+        return done
+
+    async def _call_timed(self, request: GenerateRequest, n: int) -> list[GenerateResult]:
+        async def once() -> list[GenerateResult]:
+            started = time.perf_counter()
+            results = await self._call(request, n)
+            for result in results[:n]:
+                result.latency_s = time.perf_counter() - started
+            return results[:n]
+
+        return await self._with_retries(once)
+
+    def _samples_in_one_request(self, request: GenerateRequest) -> bool:
+        """Whether the samples of ``request`` can be the choices of one request with ``n``."""
+        if request.temperature == 0.0 or request.seed is not None or request.constraint is not None:
+            return False
+        if self._takes_n is None:
+            self._takes_n = "n" in _openai_params(self.id, self.provider)
+        return self._takes_n
 
     async def _stream(self, request: GenerateRequest) -> AsyncGenerator[GenerateChunk, None]:
         """Stream with ``stream=True``: one chunk per delta the provider sends, then the result
@@ -349,8 +438,14 @@ class LiteLLMModel(Model):
             cost=cost,
         )
 
-    def _parse_chat(self, response: Any, request: GenerateRequest) -> GenerateResult:
-        choice = response.choices[0]
+    def _parse(self, response: Any, request: GenerateRequest, *, chat: bool) -> list[GenerateResult]:
+        choices = sorted(response.choices, key=lambda c: getattr(c, "index", 0) or 0)
+        results = [self._chat_choice(c, request) if chat else self._text_choice(c, request) for c in choices]
+        for result, usage in zip(results, share_usage(self._usage(response), results, self.id), strict=True):
+            result.usage = usage
+        return results
+
+    def _chat_choice(self, choice: Any, request: GenerateRequest) -> GenerateResult:
         tokens: list[TokenInfo] = []
         content = (
             getattr(getattr(choice, "logprobs", None), "content", None) if request.wants_logprobs else None
@@ -381,11 +476,9 @@ class LiteLLMModel(Model):
             tokens=tokens,
             finish_reason="tool_calls" if calls else _finish(choice.finish_reason),
             tool_calls=calls,
-            usage=self._usage(response),
         )
 
-    def _parse_text(self, response: Any, request: GenerateRequest) -> GenerateResult:
-        choice = response.choices[0]
+    def _text_choice(self, choice: Any, request: GenerateRequest) -> GenerateResult:
         tokens: list[TokenInfo] = []
         lp = getattr(choice, "logprobs", None) if request.wants_logprobs else None
         if lp is not None:
@@ -403,12 +496,57 @@ class LiteLLMModel(Model):
                     )
                 )
         return GenerateResult(
-            model=self.id,
-            text=choice.text or "",
-            tokens=tokens,
-            finish_reason=_finish(choice.finish_reason),
-            usage=self._usage(response),
+            model=self.id, text=choice.text or "", tokens=tokens, finish_reason=_finish(choice.finish_reason)
         )
+
+
+def share_usage(total: Usage, results: list[GenerateResult], model_id: str) -> list[Usage]:
+    """``total`` (one reply's usage) shared out among the reply's choices so that the shares add
+    up to it: one call each; the prompt's tokens evenly; the completion tokens in proportion to
+    each choice's tokens (exact when the reply has logprobs) or else its text's length; the cost
+    in proportion to what each share would cost at the model's price (else to its tokens)."""
+    if len(results) == 1:
+        return [total]
+    prompts = _apportion(total.prompt_tokens, [1.0] * len(results))
+    exact = all(r.tokens for r in results)
+    completions = _apportion(
+        total.completion_tokens, [float(len(r.tokens) if exact else len(r.text)) for r in results]
+    )
+    weights: list[float] = []
+    try:
+        for prompt, completion in zip(prompts, completions, strict=True):
+            a, b = _litellm().cost_per_token(
+                model=model_id, prompt_tokens=prompt, completion_tokens=completion
+            )
+            weights.append(float(a + b))
+    except Exception:  # a model without a known price
+        weights = []
+    if not weights or sum(weights) <= 0:
+        weights = [float(p + c) for p, c in zip(prompts, completions, strict=True)]
+    whole = sum(weights)
+    return [
+        Usage(
+            calls=1,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost=total.cost * (weight / whole if whole > 0 else 1 / len(results)),
+        )
+        for prompt, completion, weight in zip(prompts, completions, weights, strict=True)
+    ]
+
+
+def _apportion(total: int, weights: list[float]) -> list[int]:
+    """``total`` split into whole shares in proportion to ``weights`` (largest remainders; equal
+    shares when every weight is 0); the shares add up to ``total``."""
+    whole = sum(weights)
+    if whole <= 0:
+        weights, whole = [1.0] * len(weights), float(len(weights))
+    exact = [total * w / whole for w in weights]
+    shares = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: (shares[i] - exact[i], i))
+    for i in by_remainder[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
 
 
 def sampling_params(

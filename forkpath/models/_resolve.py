@@ -71,6 +71,10 @@ class LiteLLMOptions(ModelOptions):
     """Key; by default litellm reads the provider's environment variable."""
     timeout_s: float = Field(default=120.0, gt=0)
     """Per-call timeout."""
+    samples_in_one_request: bool | None = None
+    """Ask for a ``generate_n``'s samples as the ``n`` choices of one request (default: where
+    litellm says the provider takes ``n``; a server that returns fewer choices gets separate
+    requests)."""
 
 
 class FakeOptions(ModelOptions):

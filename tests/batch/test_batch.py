@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -262,3 +267,147 @@ def test_report_of_an_empty_run_is_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no results yet" in proc.stderr
+
+
+REDIS_URL = os.environ.get("FORKPATH_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+async def result_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Any, str]]:
+    """A store on each backend and a run id of this test's own (results outlive a run in Redis)."""
+    from forkpath import StoreError
+    from forkpath.store import open_store
+
+    run_id = f"fptest-{uuid.uuid4().hex[:12]}"
+    try:
+        store = open_store(str(tmp_path / "store.db") if request.param == "sqlite" else REDIS_URL)
+    except StoreError as e:
+        pytest.skip(f"no Redis at {REDIS_URL}: {e}")
+    try:
+        yield store, run_id
+    finally:
+        await store.clear(run_id, "results")
+        await store.aclose()
+
+
+async def test_a_reused_run_id_resumes_only_the_tasks_asked_for(
+    tmp_path: Path, result_store: tuple[Any, str]
+) -> None:
+    store, run_id = result_store
+    tasks = load_tasks(dataset(write_dataset(tmp_path / "d.jsonl", 5)))
+    flow = Flow.from_yaml_text(FLOW.replace("LATENCY", "0"))
+    await run_batch(flow, tasks[:3], BatchConfig(run_id=run_id, out_dir=tmp_path / "a" / run_id), store=store)
+    assert await store.finished_ids(run_id) == {"t0", "t1", "t2"}
+
+    # Another folder of the same name (the run id), other tasks: t2 comes from the store, t3 and
+    # t4 run; t0 and t1 are the earlier invocation's and appear nowhere in this one.
+    two = tmp_path / "b" / run_id
+    seen: list[str] = []
+    summary = await run_batch(
+        flow,
+        tasks[2:],
+        BatchConfig(run_id=run_id, out_dir=two),
+        store=store,
+        on_record=lambda r: seen.append(r.task_id),
+    )
+    assert (summary.total, summary.skipped, summary.ran) == (3, 1, 2)
+    assert sorted(seen) == ["t3", "t4"]
+    lines = [json.loads(line) for line in (two / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["task_id"] for r in lines) == ["t2", "t3", "t4"]  # one line each, nothing else
+    assert {r["run_id"] for r in lines} == {run_id}
+    report = write_report([two], tasks=[t.id for t in tasks[2:]]).read_text()
+    assert f"| {run_id} | 3 |" in report
+
+    # The first folder again, asked for one task of its own: nothing runs, nothing is appended,
+    # and the report of this invocation is that task alone.
+    one = tmp_path / "a" / run_id
+    before = (one / "results.jsonl").read_text()
+    summary = await run_batch(flow, tasks[1:2], BatchConfig(run_id=run_id, out_dir=one), store=store)
+    assert (summary.total, summary.skipped, summary.ran) == (1, 1, 0)
+    assert (one / "results.jsonl").read_text() == before
+    assert f"| {run_id} | 1 |" in write_report([one], tasks=["t1"]).read_text()
+    assert f"| {run_id} | 3 |" in write_report([one]).read_text()  # the folder holds three
+
+
+async def test_stored_results_that_are_not_this_tasks_records_run_again(
+    tmp_path: Path, result_store: tuple[Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, run_id = result_store
+    tasks = load_tasks(dataset(write_dataset(tmp_path / "d.jsonl", 3)))
+    flow = Flow.from_yaml_text(FLOW.replace("LATENCY", "0"))
+    await store.put_result(run_id, "t0", {"answer": "42", "correct": True})  # another writer's shape
+    wrong = {"run_id": run_id, "task_id": "t2", "status": "ok", "answer": "2", "passed": True}
+    await store.put_result(run_id, "t1", wrong)  # task t2's record filed under t1
+    await store.put_result(run_id, "t2", {**wrong, "run_id": "elsewhere"})  # another run's record
+    summary = await run_batch(flow, tasks, BatchConfig(run_id=run_id, out_dir=tmp_path / "out"), store=store)
+    assert (summary.skipped, summary.ran) == (0, 3)  # none of them is taken as finished
+    records = {r.task_id: r for r in read_records(tmp_path / "out")}
+    assert sorted(records) == ["t0", "t1", "t2"] and all(r.run_id == run_id for r in records.values())
+    assert records["t1"].answer == "The answer is 1." and records["t1"].passed is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"the result of task 't0' in run {run_id!r} is not a batch record" in w for w in warnings)
+    assert any(f"the result stored for task 't1' in run {run_id!r} is task 't2'" in w for w in warnings)
+    assert any(f"for task 't2' in run {run_id!r} is task 't2' of run 'elsewhere'" in w for w in warnings)
+    assert await store.get_result(run_id, "t1") == records["t1"].model_dump(mode="json")  # replaced
+
+
+async def test_an_unreadable_results_line_is_named_and_its_task_runs_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tasks = load_tasks(dataset(write_dataset(tmp_path / "d.jsonl", 3)))
+    flow = Flow.from_yaml_text(FLOW.replace("LATENCY", "0"))
+    config = BatchConfig(run_id="r", out_dir=tmp_path / "out")
+    await run_batch(flow, tasks, config)
+    path = tmp_path / "out" / "results.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    broken = lines[1].replace('"status":"ok"', '"status":"done"')
+    path.write_text(lines[0] + broken + "{not json\n" + lines[2])
+    summary = await run_batch(flow, tasks, config)
+    lost = json.loads(broken)["task_id"]
+    assert (summary.skipped, summary.ran) == (2, 1)
+    assert sorted(r.task_id for r in read_records(tmp_path / "out")) == ["t0", "t1", "t2"]
+    assert (tmp_path / "out" / "results.bad.jsonl").read_text() == broken + "{not json\n"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{path}:2: unreadable record (status: Input should be 'ok', 'error' or 'timeout')" in warnings[0]
+    assert f"{path}:3: unreadable record (not JSON: " in warnings[1]
+    assert all(w.endswith("moved to " + str(path.with_name("results.bad.jsonl"))) for w in warnings[:2])
+    assert lost in {r.task_id for r in read_records(tmp_path / "out")}
+
+
+async def test_a_store_dying_before_the_resume_stops_before_any_task(tmp_path: Path) -> None:
+    from forkpath import StoreError
+    from forkpath.store import open_store
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    tasks = load_tasks(dataset(write_dataset(tmp_path / "d.jsonl", 3)))
+    flow = Flow.from_yaml_text(FLOW.replace("LATENCY", "0"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        for _ in range(200):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.025)
+        store = open_store(url)
+        config = BatchConfig(run_id="r", out_dir=tmp_path / "out")
+        await run_batch(flow, tasks[:1], config, store=store)
+        before = (tmp_path / "out" / "results.jsonl").read_text()
+        server.kill()
+        server.wait()
+        with pytest.raises(StoreError, match=f"^{url}"):
+            await run_batch(flow, tasks, config, store=store)
+        assert (tmp_path / "out" / "results.jsonl").read_text() == before  # no task started
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+        await store.aclose()

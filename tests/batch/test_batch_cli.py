@@ -237,3 +237,41 @@ def test_batch_wide_limits_and_rerunning_budget_stopped_tasks_from_the_cli(tmp_p
         cwd=tmp_path,
     )
     assert "4 run, 0 already done (resumed), of 4" in " ".join(rerun.stdout.split())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_a_folder_named_like_an_earlier_run_holds_and_reports_only_its_own_tasks(
+    tmp_path: Path, backend: str
+) -> None:
+    import uuid
+
+    url = str(tmp_path / "store.db")
+    if backend == "redis":
+        import redis
+
+        url = os.environ.get("FORKPATH_TEST_REDIS", "redis://127.0.0.1:6379/15")
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        except redis.RedisError as e:
+            pytest.skip(f"no Redis at {url}: {e}")
+    run_id = f"fptest-{uuid.uuid4().hex[:12]}"  # the folders' name
+    setup(tmp_path, store=f'{{url: "{url}", cache: {{namespace: {run_id}}}}}')
+    try:
+        first = forkpath(
+            "batch", "flow.yaml", "--out", f"a/{run_id}", "--limit", "3", "--no-report", cwd=tmp_path
+        )
+        assert first.returncode == 0, first.stderr
+        again = forkpath(
+            "batch", "flow.yaml", "--out", f"b/{run_id}", "--offset", "2", "--limit", "3", cwd=tmp_path
+        )
+        assert again.returncode == 0, again.stderr
+        assert "2 run, 1 already done (resumed), of 3" in " ".join(again.stdout.split())
+        assert sorted(r["task_id"] for r in results(tmp_path / "b" / run_id)) == ["t2", "t3", "t4"]
+        assert f"| {run_id} | 3 |" in (tmp_path / "b" / run_id / "report.md").read_text()
+
+        subset = forkpath("batch", "flow.yaml", "--out", f"a/{run_id}", "--limit", "1", cwd=tmp_path)
+        assert "0 run, 1 already done (resumed), of 1" in " ".join(subset.stdout.split())
+        assert f"| {run_id} | 1 |" in (tmp_path / "a" / run_id / "report.md").read_text()
+        assert len(results(tmp_path / "a" / run_id)) == 3  # the folder's history stays
+    finally:
+        forkpath("store", "clear", "--store", url, "-n", run_id, "--what", "all", "--yes", cwd=tmp_path)

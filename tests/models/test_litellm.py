@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -296,3 +298,211 @@ async def test_repetition_penalty_reaches_the_llama_cpp_server(llama_server: str
     neutral = await model.generate(request.model_copy(update={"repetition_penalty": 1.0, "seed": 1}))
     penalised = await model.generate(request.model_copy(update={"repetition_penalty": 3.0}))
     assert neutral.text == plain.text != penalised.text
+
+
+# -- generate_n: OpenAI's n, or concurrent requests ------------------------------------------------
+class _Sampler:
+    """What a fake OpenAI-compatible server saw: request bodies, most requests in flight at once."""
+
+    def __init__(self, honours_n: bool, latency_s: float) -> None:
+        self.honours_n, self.latency_s = honours_n, latency_s
+        self.bodies: list[dict] = []
+        self.in_flight = self.most_in_flight = self.serial = 0
+        self.lock = threading.Lock()
+
+
+def _choice_texts(sampler: _Sampler, n: int) -> list[str]:
+    with sampler.lock:
+        first, sampler.serial = sampler.serial, sampler.serial + n
+    return [f"sample {first + i}" + "!" * i for i in range(n)]  # of different lengths
+
+
+@pytest.fixture(params=[True, False], ids=["honours-n", "ignores-n"])
+def sampling_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, _Sampler]]:
+    """A fake OpenAI-compatible server: each choice's text is new (``sample K!!...``), its
+    completion tokens are its characters (one per character, with logprobs when asked), the
+    prompt is 10 tokens. ``ignores-n`` answers one choice whatever ``n`` says (llama-cpp-python's
+    server does so)."""
+    sampler = _Sampler(honours_n=request.param, latency_s=0.0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            with sampler.lock:
+                sampler.bodies.append(body)
+                sampler.in_flight += 1
+                sampler.most_in_flight = max(sampler.most_in_flight, sampler.in_flight)
+            time.sleep(sampler.latency_s)
+            chat = "chat" in self.path
+            texts = _choice_texts(sampler, int(body.get("n") or 1) if sampler.honours_n else 1)
+            choices = []
+            for i, text in enumerate(texts):
+                choice: dict = {"index": i, "finish_reason": "stop"}
+                if chat:
+                    choice["message"] = {"role": "assistant", "content": text}
+                    if body.get("logprobs"):
+                        choice["logprobs"] = {
+                            "content": [{"token": c, "logprob": -0.5, "top_logprobs": []} for c in text]
+                        }
+                else:
+                    choice["text"] = text
+                    if body.get("logprobs"):
+                        choice["logprobs"] = {
+                            "tokens": list(text),
+                            "token_logprobs": [-0.5] * len(text),
+                            "top_logprobs": [{c: -0.5} for c in text],
+                            "text_offset": list(range(len(text))),
+                        }
+                choices.append(choice)
+            completion = sum(len(t) for t in texts)
+            reply = json.dumps(
+                {
+                    "id": "x",
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": 0,
+                    "model": "sampler",
+                    "choices": choices,
+                    "usage": {
+                        "prompt_tokens": 10,
+                        "completion_tokens": completion,
+                        "total_tokens": 10 + completion,
+                    },
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+            with sampler.lock:
+                sampler.in_flight -= 1
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", sampler
+    finally:
+        server.shutdown()
+
+
+class _DictCache:
+    def __init__(self) -> None:
+        self.entries: dict[str, dict] = {}
+
+    async def get(self, key: str) -> dict | None:
+        return self.entries.get(key)
+
+    async def put(self, key: str, value: dict) -> None:
+        self.entries[key] = value
+
+
+@pytest.mark.parametrize("continuation", [False, True], ids=["chat", "completion"])
+async def test_generate_n_asks_for_n_choices_and_usage_adds_up_per_choice(
+    sampling_server: tuple[str, _Sampler], continuation: bool
+) -> None:
+    url, sampler = sampling_server
+    cache = _DictCache()
+    model = get_model("openai/sampler", api_base=url)
+    model.cache = cache
+    request = (
+        GenerateRequest(prompt="Once", max_tokens=8, temperature=1.0, top_logprobs=1)
+        if continuation
+        else GenerateRequest(messages=HELLO, max_tokens=8, temperature=1.0)
+    )
+    with usage_meter() as meter:
+        results = await model.generate_n(request, 5)
+    texts = [r.text for r in results]
+    assert len(set(texts)) == 5
+    if sampler.honours_n:
+        assert [b.get("n") for b in sampler.bodies] == [5]  # one request for the five
+        # The reply's usage, shared out: 10 prompt tokens, each choice's own completion tokens.
+        assert [r.usage.prompt_tokens for r in results] == [2, 2, 2, 2, 2]
+        assert [r.usage.completion_tokens for r in results] == [len(t) for t in texts]
+    else:  # one choice came back: the other four went out as requests of their own, without n
+        assert [b.get("n") for b in sampler.bodies] == [5, None, None, None, None]
+        assert [r.usage.prompt_tokens for r in results] == [10] * 5
+    used = meter.by_model["openai/sampler"]
+    assert used.calls == 5 and all(r.usage.calls == 1 for r in results)
+    assert used.prompt_tokens == 10 * len(sampler.bodies)
+    assert used.completion_tokens == sum(len(t) for t in texts)
+    if continuation:
+        assert all(len(r.tokens) == len(r.text) for r in results)
+
+    # Seven samples of the same request: the first five from the cache, two new ones.
+    sampler.bodies.clear()
+    with usage_meter() as meter:
+        more = await model.generate_n(request, 7)
+    assert [r.text for r in more[:5]] == texts and all(r.cached for r in more[:5])
+    assert not any(r.cached for r in more[5:]) and len({r.text for r in more}) == 7
+    expected = [2] if sampler.honours_n else [None, None]  # a server that ignored n is not asked again
+    assert [b.get("n") for b in sampler.bodies] == expected
+    assert meter.by_model["openai/sampler"].calls == 2
+    assert meter.by_model["openai/sampler"].cached_calls == 5
+
+
+async def test_seeded_or_greedy_samples_are_requests_of_their_own(
+    sampling_server: tuple[str, _Sampler],
+) -> None:
+    url, sampler = sampling_server
+    if not sampler.honours_n:
+        pytest.skip("the same either way")
+    model = get_model("openai/sampler", api_base=url)
+    seeded = GenerateRequest(messages=HELLO, max_tokens=8, temperature=1.0, seed=7)
+    await model.generate_n(seeded, 3)
+    assert sorted(b["seed"] for b in sampler.bodies) == [7, 8, 9]  # sample i is seed + i
+    assert all("n" not in b for b in sampler.bodies)
+    sampler.bodies.clear()
+    forced = get_model("openai/sampler", api_base=url, samples_in_one_request=False)
+    await forced.generate_n(seeded.model_copy(update={"seed": None}), 3)
+    assert len(sampler.bodies) == 3 and all("n" not in b for b in sampler.bodies)
+
+
+async def test_concurrent_samples_stay_within_the_models_concurrency_limit(
+    sampling_server: tuple[str, _Sampler],
+) -> None:
+    url, sampler = sampling_server
+    if not sampler.honours_n:
+        pytest.skip("the same either way")
+    sampler.latency_s = 0.1
+    model = get_model("openai/sampler", api_base=url, samples_in_one_request=False, max_concurrency=2)
+    results = await model.generate_n(GenerateRequest(messages=HELLO, max_tokens=8, temperature=1.0), 6)
+    assert len({r.text for r in results}) == 6 and len(sampler.bodies) == 6
+    assert sampler.most_in_flight == 2
+
+
+def test_usage_shares_add_up() -> None:
+    from forkpath.models import GenerateResult, Usage
+    from forkpath.models._litellm import share_usage
+
+    results = [GenerateResult(model="m", text=t) for t in ("a", "bbb", "", "cc")]
+    total = Usage(calls=1, prompt_tokens=7, completion_tokens=13, cost=0.5)
+    shares = share_usage(total, results, "openai/gpt-4o-mini")
+    assert sum(s.prompt_tokens for s in shares) == 7 and sum(s.completion_tokens for s in shares) == 13
+    assert sum(s.cost for s in shares) == pytest.approx(0.5) and [s.calls for s in shares] == [1] * 4
+    assert [s.prompt_tokens for s in shares] == [2, 2, 2, 1]
+    assert shares[2].completion_tokens == 0 and shares[1].completion_tokens > shares[3].completion_tokens
+
+
+async def test_generate_n_through_the_llama_cpp_server(
+    llama_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """llama-cpp-python's server takes n and answers one choice: that is seen, and the rest of
+    the samples (and every later generate_n) go out as separate requests."""
+    model = get_model("openai/smollm2", api_base=llama_server)
+    request = GenerateRequest(messages=HELLO, max_tokens=8, temperature=1.0)
+    alone = await model.generate(request)
+    with caplog.at_level(logging.INFO, logger="forkpath.models._litellm"), usage_meter() as meter:
+        results = await model.generate_n(request, 3)
+    assert len(results) == 3 and all(r.text for r in results)
+    assert "openai/smollm2: the server ignores n" in caplog.text
+    assert [r.usage.prompt_tokens for r in results] == [alone.usage.prompt_tokens] * 3
+    used = meter.by_model["openai/smollm2"]
+    assert used.calls == 3 and used.completion_tokens == sum(r.usage.completion_tokens for r in results) > 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="forkpath.models._litellm"):
+        assert len(await model.generate_n(request, 2)) == 2
+    assert "ignores n" not in caplog.text  # known now: no request with n
