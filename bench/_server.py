@@ -27,7 +27,9 @@ def _accepting(port: int) -> bool:
 
 
 @contextmanager
-def llama_server(model_path: Path, *, timeout: float | None = 60.0, threads: int | None = None) -> Iterator[str]:
+def llama_server(
+    model_path: Path, *, timeout: float | None = 60.0, threads: int | None = None
+) -> Iterator[str]:
     """Serve the GGUF file ``model_path`` as model ``bench`` on a free local port.
 
     Yields the API base (``http://127.0.0.1:<port>/v1``) once the port accepts connections, and
