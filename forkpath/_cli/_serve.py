@@ -41,7 +41,11 @@ def serve(
     cache_namespace: str = typer.Option(
         "serve", "--cache-namespace", help="Namespace of the cache in --store."
     ),
-    max_running: int = typer.Option(8, "--max-running", help="Requests running at once."),
+    max_running: int = typer.Option(
+        16,
+        "--max-running",
+        help="Requests running at once (16: what one local model's engine decodes together).",
+    ),
     max_queued: int = typer.Option(64, "--max-queued", help="Requests waiting for a slot before 429."),
     timeout_s: float = typer.Option(600.0, "--timeout", help="Time limit of one request, in seconds."),
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Largest request body accepted."),

@@ -149,6 +149,9 @@ class Scheduler:
         self.prompt_tokens_decoded = 0
         """Prompt tokens decoded since load (what the prefix index did not save)."""
         self.steps = 0
+        self.batched_decode_steps = 0
+        """Steps that decoded the next token of two or more sequences at once (concurrent
+        calls, samples of one prompt): how a caller sees that its work shares decode steps."""
         self._thread = threading.Thread(target=self._loop, name=f"llamacpp-{name}", daemon=True)
         self._thread.start()
 
@@ -413,6 +416,8 @@ class Scheduler:
         if code != 0:
             raise ModelError(f"llama_decode failed with code {code} on a batch of {len(entries)} tokens")
         self.steps += 1
+        if len(decoding) > 1:
+            self.batched_decode_steps += 1
         self.decoded_tokens += len(entries)
         self.prompt_tokens_decoded += len(entries) - len(decoding)
         for slot, token, _pos, _row in entries:

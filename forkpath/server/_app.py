@@ -79,8 +79,10 @@ class ServerConfig(BaseModel):
 
         return check_namespace(value)
 
-    max_running: int = Field(default=8, ge=1)
-    """Requests running at once."""
+    max_running: int = Field(default=16, ge=1)
+    """Requests running at once. 16 by default: as many as a local model's engine decodes
+    together (its ``n_seq_max``), so concurrent requests to one local model share its decode
+    steps; past that, requests wait here rather than in the engine's queue."""
     max_queued: int = Field(default=64, ge=0)
     """Requests waiting for a slot; past that, 429 with ``Retry-After``."""
     timeout_s: float = Field(default=600.0, gt=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from forkpath.models import Usage
@@ -59,6 +61,27 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+
+        # Resolved label sets: ``labels()`` takes a lock and checks its arguments on every call.
+        self._counted: dict[tuple[str, str, str], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def count(self, endpoint: str, target: str, status: str) -> None:
+        """One request answered with ``status``."""
+        key = (endpoint, target, status)
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = self.requests.labels(endpoint, target, status)
+        child.inc()
+
+    def answered(self, endpoint: str, target: str, status: str, seconds: float) -> None:
+        """One request answered with ``status`` after ``seconds`` since its admission."""
+        self.count(endpoint, target, status)
+        key = (endpoint, target)
+        child = self._timed.get(key)
+        if child is None:
+            child = self._timed[key] = self.latency.labels(endpoint, target)
+        child.observe(seconds)
 
     def record_usage(self, usage: dict[str, Usage]) -> None:
         for model, u in usage.items():

@@ -12,6 +12,7 @@ finish reason and forkpath's account, ``usage`` when ``stream_options.include_us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -31,7 +32,7 @@ from forkpath._errors import ConfigError, UnknownNameError, VerifierError
 from forkpath.models import TokenInfo, Usage
 from forkpath.server._errors import Problem, problem_for
 from forkpath.server._limits import Busy, Ticket
-from forkpath.server._run import Outcome, Progress, TextDelta, execute, jsonable, prepare
+from forkpath.server._run import Outcome, Progress, TextDelta, execute, json_bytes, prepare
 from forkpath.server._targets import Job, parse_target
 
 if TYPE_CHECKING:
@@ -160,30 +161,29 @@ async def _serve(request: Request, endpoint: str) -> Response:
         job = serving.planner.chat(data) if endpoint == "chat" else serving.planner.completion(data)
         kind = job.kind
         ticket = serving.admission.admit()
-        await _until_disconnect(request, ticket.start(), None)
-        prepared = await _until_disconnect(
-            request, prepare(job, serving.pool, serving.flows, serving.store), job.options.timeout_s
-        )
-        if job.stream:
-            handed_over = True
-            return _StreamResponse(serving, job, prepared, ticket, started)
-        outcome = await _until_disconnect(request, execute(prepared), job.options.timeout_s)
+        async with _Watch(request):
+            await ticket.start()
+            async with _time_limit(job.options.timeout_s):
+                prepared = await prepare(job, serving.pool, serving.flows, serving.store)
+                if job.stream:
+                    handed_over = True
+                    return _StreamResponse(serving, job, prepared, ticket, started)
+                outcome = await execute(prepared)
         serving.metrics.record_usage(outcome.usage)
-        serving.metrics.latency.labels(endpoint, kind).observe(time.perf_counter() - started)
-        serving.metrics.requests.labels(endpoint, kind, "200").inc()
-        return JSONResponse(jsonable(_render(job, outcome)))
+        serving.metrics.answered(endpoint, kind, "200", time.perf_counter() - started)
+        return Response(json_bytes(_render(job, outcome)), media_type="application/json")
     except Busy as e:
         serving.metrics.rejected.inc()
-        serving.metrics.requests.labels(endpoint, kind, "429").inc()
+        serving.metrics.count(endpoint, kind, "429")
         problem = Problem(429, str(e), "rate_limit_error", "server_busy", headers={"Retry-After": "1"})
         return error_response(serving, problem)
     except ClientGone:
         serving.metrics.cancelled.inc()
-        serving.metrics.requests.labels(endpoint, kind, "499").inc()
+        serving.metrics.count(endpoint, kind, "499")
         return Response(status_code=499)
     except Exception as e:
         problem = _problem(e, job)
-        serving.metrics.requests.labels(endpoint, kind, str(problem.status)).inc()
+        serving.metrics.count(endpoint, kind, str(problem.status))
         return error_response(serving, problem)
     finally:
         if ticket is not None and not handed_over:
@@ -205,20 +205,50 @@ def _problem(error: Exception, job: Job | None) -> Problem:
     return problem_for(error)
 
 
-async def _until_disconnect(request: Request, work: Any, timeout_s: float | None) -> Any:
-    """Await ``work``; a client that goes away cancels it (:class:`ClientGone`), and so does
-    the time limit (:class:`TimeoutError`)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+class _Watch:
+    """Watches the connection while the handler's own task queues, prepares and runs a request:
+    a client that goes away cancels that task, and the block raises :class:`ClientGone`. One
+    watcher task per request, whatever the stages."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.gone = False
+        self.active = True
+        self.owner: asyncio.Task[Any] | None = None
+        self.watcher: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Watch:
+        self.owner = asyncio.current_task()
+        self.watcher = asyncio.create_task(self._watch())
+        return self
+
+    async def _watch(self) -> None:
+        await _disconnected(self.request)
+        if self.active and self.owner is not None:  # not once the block is left
+            self.gone = True
+            self.owner.cancel()
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        self.active = False
+        assert self.watcher is not None and self.owner is not None
+        if not self.watcher.done():
+            await cancel_all([self.watcher])
+        if self.gone:
+            self.owner.uncancel()
+            raise ClientGone from None
+
+
+@contextlib.asynccontextmanager
+async def _time_limit(timeout_s: float | None) -> AsyncIterator[None]:
+    """Cancel the block after ``timeout_s`` (the request's time limit, from its admission)."""
+    limit = asyncio.timeout(timeout_s)
     try:
-        done, _ = await asyncio.wait({task, watcher}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            return task.result()
-        if watcher in done:
-            raise ClientGone
-        raise TimeoutError(f"the request took longer than its time limit of {timeout_s:g} s")
-    finally:
-        await cancel_all([t for t in (task, watcher) if not t.done()])
+        async with limit:
+            yield
+    except TimeoutError:
+        if limit.expired():
+            raise TimeoutError(f"the request took longer than its time limit of {timeout_s:g} s") from None
+        raise
 
 
 async def _disconnected(request: Request) -> None:
@@ -388,7 +418,7 @@ def _data(payload: dict[str, Any]) -> ServerSentEvent:
 
 def _json(payload: Any) -> str:
     """Strict JSON (numpy numbers converted, NaN and infinities as null)."""
-    return json.dumps(jsonable(payload), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json_bytes(payload).decode()
 
 
 class _StreamResponse(Response):
@@ -414,9 +444,8 @@ class _StreamResponse(Response):
             self.ticket.release()
             if self.status == "499":
                 self.serving.metrics.cancelled.inc()
-            self.serving.metrics.requests.labels(self.job.endpoint, self.job.kind, self.status).inc()
-            self.serving.metrics.latency.labels(self.job.endpoint, self.job.kind).observe(
-                time.perf_counter() - self.started
+            self.serving.metrics.answered(
+                self.job.endpoint, self.job.kind, self.status, time.perf_counter() - self.started
             )
 
     async def _events(self) -> AsyncIterator[ServerSentEvent]:

@@ -10,7 +10,6 @@ stream their tokens; strategies stream what their final stage writes into the an
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +59,8 @@ class Outcome:
     choices: list[Choice]
     usage: dict[str, Usage]
     extension: dict[str, Any]
+    """forkpath's account (``forkpath`` in the response), as Python values: serialized with
+    :func:`json_bytes` where it is sent."""
     trace: list[TraceEvent]
 
     @property
@@ -130,7 +131,7 @@ async def execute(prepared: Prepared, emit: Emit | None = None) -> Outcome:
     }
     if job.options.trace:
         extension["trace"] = [e.model_dump() for e in tracer.events]
-    return Outcome(choices, usage, jsonable(extension), tracer.events)
+    return Outcome(choices, usage, extension, tracer.events)
 
 
 async def _run_model(prepared: Prepared, emit: Emit | None) -> tuple[list[Choice], dict[str, Any]]:
@@ -213,17 +214,13 @@ def _finish_text(answer: str, streamed: str, emit: Emit) -> None:
         log.warning("the streamed text is not a prefix of the final answer; the client has the streamed one")
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as strict JSON: numpy numbers and pydantic models converted, NaN and inf as null."""
-    from pydantic_core import to_jsonable_python
+def _fallback(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
-    def clean(v: Any) -> Any:
-        if isinstance(v, float):
-            return v if math.isfinite(v) else None
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
 
-    return clean(to_jsonable_python(value, fallback=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+def json_bytes(value: Any) -> bytes:
+    """``value`` as strict JSON in one pass: numpy numbers and arrays, pydantic models and dict
+    keys as strings, NaN and infinities as null, UTF-8 unescaped."""
+    from pydantic_core import to_json
+
+    return to_json(value, inf_nan_mode="null", fallback=_fallback)

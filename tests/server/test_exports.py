@@ -52,11 +52,12 @@ def test_parse_target_is_unambiguous_with_model_names() -> None:
 
 
 def test_responses_are_strict_json() -> None:
+    import json
     import math
 
     import numpy as np
 
-    from forkpath.server._run import jsonable
+    from forkpath.server._run import json_bytes
 
     value = {
         "a": np.float32(1.5),
@@ -66,4 +67,7 @@ def test_responses_are_strict_json() -> None:
         "e": [math.nan],
         2: "x",
     }
-    assert jsonable(value) == {"a": 1.5, "b": 3, "c": [0, 1, 2], "d": None, "e": [None], "2": "x"}
+    text = json_bytes(value).decode()
+    assert json.loads(text) == {"a": 1.5, "b": 3, "c": [0, 1, 2], "d": None, "e": [None], "2": "x"}
+    assert "NaN" not in text and "Infinity" not in text
+    assert json_bytes({"é": "ü"}).decode() == '{"é":"ü"}'  # UTF-8, not escaped
