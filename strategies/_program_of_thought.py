@@ -38,7 +38,8 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][+-]?\d+)?")
 
 def printed_answer(stdout: str) -> str | None:
     """The answer a program printed: the last number of its output (thousands separators
-    removed, a whole float such as ``42.0`` written as ``42``), or None if it printed none."""
+    removed, a whole float such as ``42.0`` written as ``42``, binary floating-point noise such as
+    ``29.999999999999996`` rounded to 12 significant digits: ``30``), or None if it printed none."""
     numbers = _NUMBER.findall(stdout)
     if not numbers:
         return None
@@ -47,6 +48,10 @@ def printed_answer(stdout: str) -> str | None:
         value = float(text)
     except ValueError:
         return None
+    if "." in text and len(re.sub(r"\D", "", text).lstrip("0")) >= 16 and "e" not in text.lower():
+        # 16-17 significant digits: how Python prints a float, not a number anyone meant
+        text = format(float(format(value, ".12g")), ".12g")
+        value = float(text)
     if value.is_integer() and abs(value) < 1e15 and "e" not in text.lower():
         return str(int(value))
     return text

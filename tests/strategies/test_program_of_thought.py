@@ -19,7 +19,18 @@ def program(body: str) -> str:
 
 @pytest.mark.parametrize(
     ("stdout", "expected"),
-    [("42\n", "42"), ("Total: 1,234\n", "1234"), ("42.0", "42"), ("0.5", "0.5"), ("none", None), ("", None)],
+    [
+        ("42\n", "42"),
+        ("Total: 1,234\n", "1234"),
+        ("42.0", "42"),
+        ("0.5", "0.5"),
+        ("none", None),
+        ("", None),
+        ("29.999999999999996\n", "30"),  # 0.1 * 3 * 100: floating-point noise, a person reads 30
+        ("5.857142857142858", "5.85714285714"),  # 41 / 7 to 12 significant digits
+        ("0.30000000000000004", "0.3"),
+        ("1234567890123456", "1234567890123456"),  # a whole number keeps its digits
+    ],
 )
 def test_the_printed_answer_is_the_last_number(stdout: str, expected: str | None) -> None:
     assert printed_answer(stdout) == expected
