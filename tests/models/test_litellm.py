@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -106,6 +107,18 @@ def _completion_body(text: bool = False) -> bytes:
     ).encode()
 
 
+@contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A fake OpenAI-compatible server on a free local port: yields its API base."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture
 def scripted_server() -> Iterator[tuple[str, _Script]]:
     script = _Script([])
@@ -129,13 +142,8 @@ def scripted_server() -> Iterator[tuple[str, _Script]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", script
-    finally:
-        server.shutdown()
+    with _serving(Handler) as base:
+        yield base, script
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -380,13 +388,8 @@ def sampling_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, _Samp
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", sampler
-    finally:
-        server.shutdown()
+    with _serving(Handler) as base:
+        yield base, sampler
 
 
 class _DictCache:
