@@ -23,7 +23,7 @@ from forkpath.models import (
     sampling_distribution,
     teacher_force,
 )
-from forkpath.models._sampling import MAX_REJECTIONS, choose_weighted, rejection_choice
+from forkpath.models._sampling import MAX_REJECTIONS, RejectionDraw, choose_weighted, rejection_choice
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -97,6 +97,21 @@ def test_mask_gives_the_renormalised_distribution() -> None:
         choose_token(logits, Sampling(), np.random.default_rng(0), allowed=np.zeros(4, dtype=bool))
 
 
+def _draw(
+    logits: np.ndarray, sampling: Sampling, rng: np.random.Generator, allowed: np.ndarray, fallback: bool
+) -> RejectionDraw:
+    """One adaptive rejection draw under the mask ``allowed`` (the full mask after the refusals
+    pile up when ``fallback``)."""
+    return rejection_choice(
+        logits,
+        sampling,
+        rng,
+        (),
+        lambda t: bool(allowed[t]),
+        full_mask=(lambda: allowed) if fallback else None,
+    )
+
+
 @pytest.mark.parametrize("fallback", [False, True])
 def test_rejection_sampling_has_the_masked_distribution(fallback: bool) -> None:
     """Exact with or without the switch to the full mask after MAX_REJECTIONS refusals (the
@@ -111,14 +126,7 @@ def test_rejection_sampling_has_the_masked_distribution(fallback: bool) -> None:
     counts = np.zeros(60)
     checked = 0
     for _ in range(draws):
-        draw = rejection_choice(
-            logits,
-            sampling,
-            rng,
-            (),
-            lambda t: bool(allowed[t]),
-            full_mask=(lambda: allowed) if fallback else None,
-        )
+        draw = _draw(logits, sampling, rng, allowed, fallback)
         counts[draw.token] += 1
         checked += draw.checked
     assert counts[~allowed].sum() == 0
@@ -155,14 +163,7 @@ def test_the_rejection_weight_estimates_the_allowed_mass_without_bias(
     weights = np.empty(draws)
     tokens = np.empty(draws, dtype=int)
     for i in range(draws):
-        draw = rejection_choice(
-            logits,
-            sampling,
-            rng,
-            (),
-            lambda t: bool(allowed[t]),
-            full_mask=(lambda: allowed) if fallback else None,
-        )
+        draw = _draw(logits, sampling, rng, allowed, fallback)
         assert draw.allowed_mass is not None
         weights[i], tokens[i] = draw.allowed_mass, draw.token
     assert allowed[tokens].all()
