@@ -154,7 +154,9 @@ def gsm8k_rows() -> dict[str, Runner]:
 
         messages = [Message(role="system", content=AGENT_SYSTEM), Message(role="user", content=task.prompt)]
         async with open_tools(["python"]) as kit:
-            outcome = await run_agent(model, messages, kit, max_steps=4, max_tokens=MATH_TOKENS)
+            outcome = await run_agent(
+                model, messages, kit, max_steps=4, max_tokens=MATH_TOKENS, first_tool_choice="required"
+            )
         return outcome.answer, {"stopped": outcome.stopped, "steps": len(outcome.steps)}
 
     return {
@@ -162,7 +164,7 @@ def gsm8k_rows() -> dict[str, Runner]:
         "self_consistency (n=5, T=0.7, majority)": self_consistency,
         "program_of_thought (greedy)": pot(1, 0.0),
         "program_of_thought (n=5, T=0.7, vote)": pot(5, 0.7),
-        "agent (python tool, 4 steps)": agent,
+        "agent (python tool first, 4 steps)": agent,
     }
 
 

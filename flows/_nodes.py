@@ -301,6 +301,7 @@ async def _run_agent(name: str, node: NodeSpec, runtime: FlowRuntime, state: Flo
                 messages,
                 kit,
                 max_steps=spec.max_steps,
+                first_tool_choice=spec.first_tool_choice,
                 max_tokens=spec.max_tokens,
                 temperature=spec.temperature,
                 name=name,

@@ -35,6 +35,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -109,9 +110,26 @@ class AgentSpec(_Spec):
     """The agent's system message."""
     max_steps: Annotated[Int, Field(ge=1, le=100)] = 8
     """Most model calls (each may call several tools)."""
+    first_tool_choice: Text = "auto"
+    """The first step's ``tool_choice``: ``auto``, ``required`` (start by calling a tool: small
+    models otherwise tend to write a program and imagine its output) or a tool's name."""
     max_tokens: Tokens = 512
     """Most tokens per model call."""
     temperature: Temperature = 0.0
+
+    @field_validator("first_tool_choice")
+    @classmethod
+    def _known_first_tool_choice(cls, choice: str, info: ValidationInfo) -> str:
+        refs = info.data.get("tools") or []
+        if choice in ("auto", "none", "required") or any(isinstance(t, dict) and "mcp" in t for t in refs):
+            return choice  # an MCP server's tool names are known only once it is connected
+        names = [t if isinstance(t, str) else str(t.get("name")) for t in refs]
+        if choice not in names:
+            raise ValueError(
+                f"must be auto, required or the name of one of the agent's tools "
+                f"({', '.join(names) or 'none given'}), not {choice!r}"
+            )
+        return choice
 
 
 class NodeSpec(_Spec):

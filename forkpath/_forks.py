@@ -155,6 +155,10 @@ async def analyze_forks(
     record token tree search's branch points on the answer (top-1 probability below
     ``uncertainty``, from one teacher-forced pass) to compare with them.
 
+    ``max_tokens`` bounds a whole answer, as it bounded the base answer: a continuation from
+    index ``t`` gets the rest, ``max_tokens - t`` (or ``len(answer) - t`` for a longer given
+    answer), so every resampled answer has the base answer's length budget.
+
     ``parallel`` indexes are resampled at once: their ``parallel * samples`` continuations go
     to the model together (the local engine decodes them in one batch)."""
     tm = token_model(model, by="analyze forks")
@@ -162,12 +166,16 @@ async def analyze_forks(
     answer = list(answer)
     base_text = tm.detokenize(answer)
     base_outcome = await outcome(base_text)
+    length = max(max_tokens, len(answer))
     limit = asyncio.Semaphore(parallel)
     judging = asyncio.Lock()
 
     async def resample(t: int) -> IndexOutcomes:
         request = GenerateRequest(
-            prompt_tokens=(*prompt, *answer[:t]), max_tokens=max_tokens, temperature=temperature, seed=seed
+            prompt_tokens=(*prompt, *answer[:t]),
+            max_tokens=max(1, length - t),
+            temperature=temperature,
+            seed=seed,
         )
         async with limit:
             results = await model.generate_n(request, samples)

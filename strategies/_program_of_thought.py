@@ -21,7 +21,7 @@ from forkpath import gather_all
 from forkpath._params import Count, Seconds, Seed, Temperature, Tokens
 from forkpath._prompts import PromptTemplate
 from forkpath._types import Task
-from forkpath.models import GenerateRequest, GenerateResult, Message, ModelCapabilities
+from forkpath.models import GenerateRequest, GenerateResult, Message, ModelCapabilities, record_tool_call
 from forkpath.strategies._base import Candidate, Context, Stopped, Strategy, StrategyResult, strategies
 from forkpath.strategies._helpers import budget_reached, verify_into
 from forkpath.strategies._vote import Ballot, same_answer, tally
@@ -102,6 +102,7 @@ def program_of_thought(
             result = await writer.generate(base.model_copy(update={"sample_index": i}))
             code = extract_code(result.text)
             ran = await run_program(code, "", limits=limits)
+            record_tool_call(ran.duration_s)  # a sandbox run is a tool call: budgets and meters see it
             output = ran.stdout if ran.ok else ""
             return result, code, printed_answer(output) if ran.ok else None
 

@@ -32,7 +32,7 @@ def planted() -> FakeModel:
 async def test_a_planted_forking_token_is_found_at_exactly_its_index(tmp_path: Path) -> None:
     model = planted()
     answer = model.tokenize(ANSWER)
-    report = await analyze_forks(model, MESSAGES, answer, outcome=last_word, samples=8, max_tokens=8)
+    report = await analyze_forks(model, MESSAGES, answer, outcome=last_word, samples=8, max_tokens=24)
     assert report.forks == [FORK]
     assert report.indexes[FORK].counts == {"yes": 4, "no": 4}
     assert report.indexes[FORK + 1].counts == {"yes": 8}
@@ -50,6 +50,26 @@ async def test_stride_analyses_every_kth_index_and_no_fork_without_a_shift() -> 
     assert report.forks == []
 
 
+async def test_a_continuation_gets_the_rest_of_the_answers_token_budget() -> None:
+    """Every resampled answer is held to the base answer's budget: from index t, max_tokens - t."""
+
+    class Recording(FakeModel):
+        budgets: dict[int, int] = {}
+
+        async def generate_n(self, request: Any, n: int, **kw: Any) -> Any:
+            self.budgets[len(request.prompt_tokens)] = request.max_tokens
+            return await super().generate_n(request, n, **kw)
+
+    model = Recording(script={"pick one": [" yes"]})
+    prompt = len(model.chat_prefix(MESSAGES))
+    answer = model.tokenize(ANSWER)
+    await analyze_forks(model, MESSAGES, answer, outcome=last_word, samples=1, stride=8, max_tokens=40)
+    assert {k - prompt: v for k, v in model.budgets.items()} == {0: 40, 8: 32, 16: 24}
+    model.budgets.clear()
+    await analyze_forks(model, MESSAGES, answer, outcome=last_word, samples=1, stride=8, max_tokens=4)
+    assert {k - prompt: v for k, v in model.budgets.items()} == {0: 16, 8: 8, 16: 1}  # a longer given answer
+
+
 def test_find_forks_uses_total_variation() -> None:
     rows = [
         IndexOutcomes(index=0, token="a", counts={"x": 5, "y": 5}),
@@ -63,9 +83,11 @@ def test_find_forks_uses_total_variation() -> None:
 async def test_resampling_several_indexes_at_once_gives_the_same_report() -> None:
     model = planted()
     answer = model.tokenize(ANSWER)
-    one = await analyze_forks(model, MESSAGES, answer, outcome=last_word, samples=4, max_tokens=8, parallel=1)
+    one = await analyze_forks(
+        model, MESSAGES, answer, outcome=last_word, samples=4, max_tokens=24, parallel=1
+    )
     many = await analyze_forks(
-        model, MESSAGES, answer, outcome=last_word, samples=4, max_tokens=8, parallel=6
+        model, MESSAGES, answer, outcome=last_word, samples=4, max_tokens=24, parallel=6
     )
     assert one.model_dump() == many.model_dump()
     assert many.tokens == list(ANSWER) and many.stride == 1

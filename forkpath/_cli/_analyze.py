@@ -38,7 +38,11 @@ def forks(
     samples: int = typer.Option(8, "--samples", min=1, max=1000, help="Continuations per token index."),
     stride: int = typer.Option(1, "--stride", min=1, max=1000, help="Analyse every k-th token index."),
     max_tokens: int = typer.Option(
-        256, "--max-tokens", min=1, max=8192, help="Most tokens per continuation."
+        256,
+        "--max-tokens",
+        min=1,
+        max=8192,
+        help="Most tokens of an answer (a continuation from token t gets the rest).",
     ),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="TV shift that marks a fork."),
     out: Path = typer.Option(Path("runs/forks"), "--out", help="Directory for forks.json and forks.png."),

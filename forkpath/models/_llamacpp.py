@@ -52,6 +52,7 @@ from forkpath.models._engine import Job, Scheduler
 from forkpath.models._sampling import apply_mask, choose_weighted, penalty_history, sample_rng
 from forkpath.models._tool_calls import (
     TOOL_CALL_TAGS,
+    forced_call_constraint,
     forced_call_opening,
     read_tool_calls,
     template_supports_tools,
@@ -616,7 +617,9 @@ class LlamaCppModel(Model):
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
         prompt = self._prompt_ids(request)
-        job = _DecodeJob(self._engine, prompt, request, matcher=self.token_matcher(request))
+        call = forced_call_constraint(request)
+        decoded = request if call is None else request.model_copy(update={"constraint": call})
+        job = _DecodeJob(self._engine, prompt, decoded, matcher=self.token_matcher(decoded))
         if request.max_tokens:
             await self._run(job)
         return read_tool_calls(job.result(self.id), request, opening=forced_call_opening(request))

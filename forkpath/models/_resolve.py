@@ -100,6 +100,8 @@ class AgentOptions(ModelOptions):
     """System message of the agent (used when a request has none)."""
     max_steps: int = Field(default=8, ge=1, le=100)
     """Most model calls per answer."""
+    first_tool_choice: str = "auto"
+    """The first step's ``tool_choice``: ``auto``, ``required`` or a tool's name."""
     model_options: dict[str, Any] = Field(default_factory=dict)
     """Options of the inner model."""
 

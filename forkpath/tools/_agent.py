@@ -102,6 +102,7 @@ async def run_agent(
     agent_tools: Sequence[Tool],
     *,
     max_steps: int = 8,
+    first_tool_choice: str = "auto",
     max_tokens: int = 512,
     temperature: float = 0.0,
     name: str = "agent",
@@ -109,10 +110,20 @@ async def run_agent(
     seed: int | None = None,
     sample_index: int = 0,
 ) -> AgentResult:
-    """Run the loop of the module docstring and return the answer with its steps."""
+    """Run the loop of the module docstring and return the answer with its steps.
+
+    ``first_tool_choice`` is the first step's ``tool_choice``: ``auto`` lets the model answer at
+    once; ``required`` (or a tool's name) makes it start by calling a tool, for small models that
+    otherwise write a program and imagine its output. Later steps are always ``auto``.
+    """
     if max_steps < 1:
         raise ConfigError(f"an agent needs max_steps >= 1, got {max_steps}")
     by_name = {t.spec.name: t for t in agent_tools}
+    if first_tool_choice not in ("auto", "none", "required") and first_tool_choice not in by_name:
+        raise ConfigError(
+            f"first_tool_choice is auto, required or the name of one of the agent's tools "
+            f"({', '.join(sorted(by_name)) or 'none given'}), not {first_tool_choice!r}"
+        )
     specs = tuple(t.spec for t in agent_tools)
     conversation = list(messages)
     result = AgentResult(answer=None)
@@ -124,7 +135,7 @@ async def run_agent(
             GenerateRequest(
                 messages=tuple(conversation),
                 tools=specs,
-                tool_choice="auto" if specs else "none",
+                tool_choice=(first_tool_choice if step == 0 else "auto") if specs else "none",
                 max_tokens=max_tokens,
                 temperature=temperature,
                 seed=seed,

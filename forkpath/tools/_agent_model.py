@@ -39,6 +39,7 @@ class AgentModel(Model):
         tools: tool references (names, ``{name: ..., **params}``, ``{mcp: {...}}``).
         system: a system message put first when the request has none.
         max_steps: most model calls per answer.
+        first_tool_choice: the first step's ``tool_choice`` (``auto``, ``required``, a tool's name).
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class AgentModel(Model):
         *,
         system: str | None = None,
         max_steps: int = 8,
+        first_tool_choice: str = "auto",
         **options: Any,
     ) -> None:
         super().__init__(model_id, ModelCapabilities(n_ctx=inner.capabilities.n_ctx), **options)
@@ -56,10 +58,15 @@ class AgentModel(Model):
         self.tools = tools
         self.system = system
         self.max_steps = max_steps
+        self.first_tool_choice = first_tool_choice
 
     @property
     def cache_identity(self) -> str:
-        return f"{self.id}|tools={self.tools!r}|system={self.system!r}|steps={self.max_steps}|{self.inner.cache_identity}"
+        first = "" if self.first_tool_choice == "auto" else f"first={self.first_tool_choice}|"
+        return (
+            f"{self.id}|tools={self.tools!r}|system={self.system!r}|steps={self.max_steps}|{first}"
+            f"{self.inner.cache_identity}"
+        )
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
         if request.messages is None:
@@ -73,6 +80,7 @@ class AgentModel(Model):
                 messages,
                 agent_tools,
                 max_steps=self.max_steps,
+                first_tool_choice=self.first_tool_choice,
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 name=self.id,
@@ -96,6 +104,7 @@ def make_agent_model(model_id: str, options: Any, cache: Any) -> Model:
         list(options.tools),
         system=options.system,
         max_steps=options.max_steps,
+        first_tool_choice=options.first_tool_choice,
         cache=cache,
         **({"max_concurrency": options.max_concurrency} if options.max_concurrency else {}),
     )

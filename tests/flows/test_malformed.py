@@ -478,6 +478,13 @@ SCHEMA_CASES = [
         "options.timeout_s: Input should be a valid number",
     ),
     (
+        "agent's first tool choice names no tool it has",
+        "name: x\nmodels: {default: fake/m}\nnodes:\n  solve:\n    agent:\n      model: default\n"
+        "      tools: [python]\n      first_tool_choice: shell\nedges:\n  - {from: solve, to: end}\n",
+        8,
+        "first_tool_choice: must be auto, required or the name of one of the agent's tools (python), not 'shell'",
+    ),
+    (
         "unknown bundled model",
         _replace("default: fake/m", "default: local/nosuch"),
         3,

@@ -148,3 +148,29 @@ def test_local_replies_are_read_as_calls_only_when_they_are_calls(
         GenerateRequest(messages=ASK, tools=(MULTIPLY,), tool_choice="none"),
     )
     assert untouched.tool_calls == [] and untouched.text == text
+
+
+def test_a_forced_call_is_held_to_the_allowed_tools_schemas() -> None:
+    from forkpath.models import Constraint
+    from forkpath.models._tool_calls import forced_call_constraint, forced_call_opening
+
+    add = ToolSpec(name="add", description="Add.", parameters={"type": "object", "properties": {}})
+    required = GenerateRequest(messages=ASK, tools=(MULTIPLY, add), tool_choice="required")
+    named = GenerateRequest(messages=ASK, tools=(MULTIPLY, add), tool_choice="add")
+    own = GenerateRequest(
+        messages=ASK, tools=(MULTIPLY,), tool_choice="multiply", constraint=Constraint(regex="x")
+    )
+    both = forced_call_constraint(required)
+    assert both is not None and both.json_schema is not None
+    variants = both.json_schema["anyOf"]
+    assert [v["properties"]["name"] for v in variants] == [{"const": "multiply"}, {"const": "add"}]
+    assert variants[0]["properties"]["arguments"] == MULTIPLY.parameters
+    one = forced_call_constraint(named)
+    assert (
+        one is not None
+        and one.json_schema is not None
+        and one.json_schema["properties"]["name"] == {"const": "add"}
+    )
+    assert forced_call_opening(required) == forced_call_opening(named) == "<tool_call>\n"
+    assert forced_call_constraint(own) is None and forced_call_opening(own).endswith('"arguments":')
+    assert forced_call_constraint(GenerateRequest(messages=ASK, tools=(MULTIPLY,))) is None

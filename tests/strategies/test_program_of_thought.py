@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from forkpath import Task, load_task
-from forkpath.models import FakeModel, get_model
+from forkpath.models import FakeModel, get_model, usage_meter
 from forkpath.strategies import Context, strategies
 from forkpath.strategies._program_of_thought import printed_answer
 from forkpath.verifiers import make_verifier
@@ -49,7 +49,11 @@ async def test_programs_vote_and_crashes_abstain() -> None:
         }
     )
     pot = strategies.create("program_of_thought", n=5, temperature=0.7, timeout_s=1)
-    result = await pot(TASK, Context(models={"default": fake}, verifier=make_verifier("math_answer")))
+    with usage_meter() as meter:
+        result = await pot(TASK, Context(models={"default": fake}, verifier=make_verifier("math_answer")))
+    assert (
+        meter.tool_calls == 5 and meter.tool_seconds >= 1.0
+    )  # every run counts; the loop ran to its 1 s limit
     assert [c.answer for c in result.candidates] == ["42", "17", None, "42", None]
     # The winning group's representative is its most likely member (the shared voting rule).
     assert result.chosen in (0, 3) and result.passed is True

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from forkpath import Budget, BudgetLimits
+import pytest
+
+from forkpath import Budget, BudgetLimits, ConfigError
 from forkpath._trace import AgentStepEvent, ToolCallEvent, Tracer
-from forkpath.models import FakeModel, Message, get_model, usage_meter
+from forkpath.models import FakeModel, GenerateRequest, GenerateResult, Message, get_model, usage_meter
 from forkpath.tools import PythonTool, open_tools, run_agent, tool
 
 ASK = [Message(role="user", content="What is 6 times 7? Use the tool.")]
@@ -92,3 +94,40 @@ async def test_the_python_tool_shows_a_last_expression_as_a_notebook_does() -> N
     assert shown.output.strip() == "9" and printed.output.strip() == "hi"
     assert nothing.output == "(no output)"
     assert broken.error and "SyntaxError" in broken.output
+
+
+class _Recording(FakeModel):
+    """A fake model that notes each request's tool_choice."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.choices: list[str] = []
+
+    async def _generate(self, request: GenerateRequest) -> GenerateResult:
+        self.choices.append(request.tool_choice)
+        return await super()._generate(request)
+
+
+async def test_the_first_step_can_be_made_to_call_a_tool() -> None:
+    script = {"tool: 42": ["The answer is 42."], "6 times 7": [CALL]}
+    async with open_tools(["python"]) as kit:
+        free = _Recording(script=script)
+        await run_agent(free, ASK, kit, max_steps=4)
+        forced = _Recording(script=script)
+        result = await run_agent(forced, ASK, kit, max_steps=4, first_tool_choice="required")
+        named = _Recording(script=script)
+        await run_agent(named, ASK, kit, max_steps=4, first_tool_choice="python")
+    assert free.choices == ["auto", "auto"]
+    assert forced.choices == ["required", "auto"] and result.answer == "The answer is 42."
+    assert named.choices == ["python", "auto"]
+    agent = get_model(
+        "agent/fake/m", tools=["python"], first_tool_choice="required", model_options={"script": script}
+    )
+    assert "first=required" in agent.cache_identity
+    assert "first=" not in get_model("agent/fake/m", tools=["python"]).cache_identity
+
+
+async def test_a_first_tool_choice_that_names_no_tool_is_a_config_error() -> None:
+    async with open_tools(["python"]) as kit:
+        with pytest.raises(ConfigError, match="not 'shell'"):
+            await run_agent(FakeModel(), ASK, kit, first_tool_choice="shell")

@@ -61,3 +61,28 @@ async def test_the_agent_loop_runs_python_on_a_local_model() -> None:
     first = result.steps[0]
     assert first.calls[0].name == "python" and "56211" in first.results[0].output
     assert [m.role for m in result.messages][:3] == ["user", "assistant", "tool"]
+
+
+async def test_a_word_problem_agent_made_to_start_with_a_call_runs_a_program() -> None:
+    """Left to choose, the small coder ends its reply right after ``<tool_call>`` on this word
+    problem (end of text at p = 0.86); ``first_tool_choice: required`` holds the block's body to a
+    call of the python tool, so its first step is a real run of a program."""
+    model = get_model(QWEN)
+    ask = [
+        Message(
+            role="system", content="Use the python tool to compute the answer, then answer in one sentence."
+        ),
+        Message(
+            role="user",
+            content="A baker makes 17 trays of 24 rolls and sells all but 39 of them. How many rolls does he sell?",
+        ),
+    ]
+    async with open_tools(["python"]) as kit:
+        result = await run_agent(model, ask, kit, max_steps=2, max_tokens=128, first_tool_choice="required")
+    first = result.steps[0]
+    assert [c.name for c in first.calls] == ["python"] and not first.problems, first.text
+    code = first.calls[0].parsed_arguments()["code"]
+    assert isinstance(code, str) and ("17" in code or "24" in code), code
+    assert (
+        len(first.results) == 1 and result.tool_calls == 1
+    )  # the program ran (its output is the observation)
