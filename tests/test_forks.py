@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -54,7 +54,7 @@ async def test_a_continuation_gets_the_rest_of_the_answers_token_budget() -> Non
     """Every resampled answer is held to the base answer's budget: from index t, max_tokens - t."""
 
     class Recording(FakeModel):
-        budgets: dict[int, int] = {}
+        budgets: ClassVar[dict[int, int]] = {}
 
         async def generate_n(self, request: Any, n: int, **kw: Any) -> Any:
             self.budgets[len(request.prompt_tokens)] = request.max_tokens
