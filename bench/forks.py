@@ -4,8 +4,8 @@ search's branch points coincide with them.
 For each problem: the model's greedy answer, ``--samples`` continuations from every
 ``--stride``-th token index of it (``forkpath analyze forks``: ``generate_n`` on the batched
 engine, cached in ``--store``), the forking tokens (TV shift of the outcome distribution >=
-``--threshold``) and token tree search's branch points (``branch_at: uncertain``: top-1
-probability below 0.9). A fork at index ``t`` with stride ``s`` lies in ``[t, t + s)``; it
+``--threshold`` with a permutation-test p-value <= ``--alpha``) and token tree search's branch
+points (``branch_at: uncertain``: top-1 probability below 0.9). A fork at index ``t`` with stride ``s`` lies in ``[t, t + s)``; it
 *coincides* with a branch point when one lies in that window. ``chance`` is the fraction of all
 windows holding a branch point: what coincidence a fork placed at random would reach.
 
@@ -57,24 +57,36 @@ def row(ref: str, report: ForkReport, seconds: float, tokens: int, calls: int, c
         "generated_tokens": tokens,
         "seconds": round(seconds, 1),
         "forks": [f"{t}:{token_at.get(t, '')!r}" for t in report.forks],
+        "largest_shift": largest_shift(report),
+        "outcomes": len({o for ix in report.indexes for o in ix.counts}),
         "branch_points": len(report.branch_points),
         "forks_at_branch_point": len(shared),
         "chance": round(windows_with_branch_point(report), 3),
     }
 
 
+def largest_shift(report: ForkReport) -> str:
+    """The largest TV step, where it is and its p-value: what fell short of a fork, or was one."""
+    if not report.shifts:
+        return "—"
+    i = max(range(len(report.shifts)), key=lambda k: (report.shifts[k], -report.p_values[k]))
+    return f"{report.shifts[i]:.2f} at {report.indexes[i].index} (p {report.p_values[i]:.3f})"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| problem | base outcome | answer tokens | indexes | continuations (cached) | generated tokens "
-        "| s | forking tokens (index:token) | branch points | forks at a branch point | chance |"
+        "| s | outcomes | largest shift | forking tokens (index:token) | branch points "
+        "| forks at a branch point | chance |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         forks = ", ".join(r["forks"]) or "none"
         coincide = f"{r['forks_at_branch_point']} of {len(r['forks'])}" if r["forks"] else "—"
         lines.append(
             f"| {r['problem']} | {r['base_outcome'][:16]} | {r['answer_tokens']} | {r['indexes']} "
-            f"| {r['continuations']} ({r['cached']}) | {r['generated_tokens']} | {r['seconds']} | {forks} "
+            f"| {r['continuations']} ({r['cached']}) | {r['generated_tokens']} | {r['seconds']} "
+            f"| {r['outcomes']} | {r['largest_shift']} | {forks} "
             f"| {r['branch_points']} | {coincide} | {r['chance']:.2f} |"
         )
     forks = sum(len(r["forks"]) for r in rows)
@@ -105,6 +117,7 @@ async def main(args: argparse.Namespace) -> None:
                 stride=args.stride,
                 max_tokens=args.max_tokens,
                 threshold=args.threshold,
+                alpha=args.alpha,
                 store_url=args.store,
                 threads=args.threads,
                 parallel=args.parallel,
@@ -119,7 +132,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"{ref}: {seconds:.1f} s, {used.completion_tokens} tokens, forks {report.forks}", flush=True)
     settings = (
         f"model {args.model}, samples {args.samples}, stride {args.stride}, max tokens {args.max_tokens}, "
-        f"threshold {args.threshold}, threads {args.threads}, parallel {args.parallel}; "
+        f"threshold {args.threshold}, alpha {args.alpha}, threads {args.threads}, parallel {args.parallel}; "
         f"total {time.perf_counter() - started:.0f} s"
     )
     shown = table(rows)
@@ -144,6 +157,7 @@ if __name__ == "__main__":
     parser.add_argument("--stride", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=320)
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--alpha", type=float, default=0.05, help="largest p-value of a fork's shift")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--store", default="runs/forks/cache.db")

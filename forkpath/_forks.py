@@ -5,9 +5,12 @@ map every completed answer to an *outcome* (a verifier's verdict, or the extract
 estimate the outcome distribution per index. Index ``t`` resamples from the prefix
 ``answer[:t]``, so the distribution ``P_t`` is what the model does when it may still change
 token ``t``; fixing token ``t`` moves it to ``P_{t+1}``. Token ``t`` is a *forking token* when
-that move is large: the total variation distance ``TV(P_t, P_{t+1})`` reaches ``threshold``.
-(The paper fits a Bayesian change-point model to the same series; the TV step is its simplest
-reading, and one token deciding the outcome is a TV step near 1.)
+that move is large and real: the total variation distance ``TV(P_t, P_{t+1})`` reaches
+``threshold`` and a permutation test says two groups of samples from one distribution would
+rarely differ that much (p-value at most ``alpha``). (The paper fits a Bayesian change-point
+model to the same series; the TV step is its simplest reading, and one token deciding the
+outcome is a TV step near 1.) The test matters when outcomes are many: two groups of 8 answers
+to a math problem drawn from one spread-out distribution often differ by TV 0.5 or more.
 
 Continuations are ``generate_n`` calls on the model, so a model with a store cache replays them.
 
@@ -70,10 +73,16 @@ class ForkReport(BaseModel):
     """Every ``stride``-th index was resampled: a fork at ``t`` lies in ``[t, t + stride)``."""
     threshold: float
     indexes: list[IndexOutcomes] = Field(default_factory=list)
+    alpha: float = 1.0
+    """Largest p-value of a fork's shift (1: no test)."""
     forks: list[int] = Field(default_factory=list)
-    """Token indexes whose choice moves the outcome distribution by at least ``threshold`` (TV)."""
+    """Token indexes whose choice moves the outcome distribution by at least ``threshold`` (TV)
+    with a p-value of at most ``alpha``."""
     shifts: list[float] = Field(default_factory=list)
     """``TV(P_t, P_next)`` for each analysed index but the last."""
+    p_values: list[float] = Field(default_factory=list)
+    """For each shift, the permutation test's p-value: how often randomly regrouped samples of
+    the two indexes differ by at least that much (:func:`shift_p_value`)."""
     branch_points: list[int] = Field(default_factory=list)
     """Where token tree search (``branch_at: uncertain``) would branch on this answer: the
     indexes whose most likely token has probability below ``uncertainty``."""
@@ -128,11 +137,36 @@ def total_variation(a: dict[str, int], b: dict[str, int]) -> float:
     return 0.5 * sum(abs(a.get(k, 0) / na - b.get(k, 0) / nb) for k in a.keys() | b.keys())
 
 
-def find_forks(indexes: Sequence[IndexOutcomes], threshold: float) -> tuple[list[int], list[float]]:
-    """The forking indexes and the TV shift after each analysed index."""
-    shifts = [total_variation(a.counts, b.counts) for a, b in itertools.pairwise(indexes)]
-    forks = [indexes[i].index for i, s in enumerate(shifts) if s >= threshold]
-    return forks, shifts
+def shift_p_value(a: dict[str, int], b: dict[str, int], *, rounds: int = 2000, seed: int = 0) -> float:
+    """Permutation test of ``TV(a, b)``: the fraction of random regroupings of the pooled
+    outcomes (into groups of the same sizes) whose TV is at least the observed one, counting the
+    observed grouping itself. Deterministic for a given ``seed``."""
+    observed = total_variation(a, b)
+    na, nb = sum(a.values()), sum(b.values())
+    if not na or not nb or observed == 0.0:
+        return 1.0
+    names = sorted(a.keys() | b.keys())
+    pooled = np.repeat(np.arange(len(names)), [a.get(k, 0) + b.get(k, 0) for k in names])
+    shuffled = np.random.default_rng(seed).permuted(np.tile(pooled, (rounds, 1)), axis=1)
+    first = np.stack([(shuffled[:, :na] == k).sum(axis=1) for k in range(len(names))], axis=1)
+    second = np.stack([(shuffled[:, na:] == k).sum(axis=1) for k in range(len(names))], axis=1)
+    tv = 0.5 * np.abs(first / na - second / nb).sum(axis=1)
+    return float((1 + np.count_nonzero(tv >= observed - 1e-12)) / (rounds + 1))
+
+
+def find_forks(
+    indexes: Sequence[IndexOutcomes], threshold: float, alpha: float = 1.0
+) -> tuple[list[int], list[float], list[float]]:
+    """The forking indexes, the TV shift after each analysed index and its p-value."""
+    pairs = list(itertools.pairwise(indexes))
+    shifts = [total_variation(a.counts, b.counts) for a, b in pairs]
+    p_values = [shift_p_value(a.counts, b.counts) for a, b in pairs]
+    forks = [
+        indexes[i].index
+        for i, (s, p) in enumerate(zip(shifts, p_values, strict=True))
+        if s >= threshold and p <= alpha
+    ]
+    return forks, shifts, p_values
 
 
 async def analyze_forks(
@@ -146,6 +180,7 @@ async def analyze_forks(
     max_tokens: int = 256,
     temperature: float = 1.0,
     threshold: float = 0.5,
+    alpha: float = 0.05,
     uncertainty: float = 0.9,
     seed: int = 0,
     parallel: int = 1,
@@ -186,7 +221,7 @@ async def analyze_forks(
         return IndexOutcomes(index=t, token=token, counts=dict(Counter(labels)))
 
     rows = list(await gather_all(*(resample(t) for t in range(0, len(answer) + 1, stride))))
-    forks, shifts = find_forks(rows, threshold)
+    forks, shifts, p_values = find_forks(rows, threshold, alpha)
     rows_lp = await teacher_force(model, prompt, answer)
     top1 = np.exp(rows_lp[: len(answer)].max(axis=1))
     branch_points = [int(i) for i in np.flatnonzero(top1 < uncertainty)]
@@ -198,9 +233,11 @@ async def analyze_forks(
         samples=samples,
         stride=stride,
         threshold=threshold,
+        alpha=alpha,
         indexes=rows,
         forks=forks,
         shifts=shifts,
+        p_values=p_values,
         branch_points=branch_points,
         uncertainty=uncertainty,
     )

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from forkpath._forks import IndexOutcomes, analyze_forks, find_forks
+from forkpath._forks import IndexOutcomes, analyze_forks, find_forks, shift_p_value
 from forkpath.models import FakeModel, Message
 
 MESSAGES = [Message(role="user", content="pick one")]
@@ -32,10 +32,11 @@ def planted() -> FakeModel:
 async def test_a_planted_forking_token_is_found_at_exactly_its_index(tmp_path: Path) -> None:
     model = planted()
     answer = model.tokenize(ANSWER)
-    report = await analyze_forks(model, MESSAGES, answer, outcome=last_word, samples=8, max_tokens=24)
+    report = await analyze_forks(model, MESSAGES, answer, outcome=last_word, samples=16, max_tokens=24)
     assert report.forks == [FORK]
-    assert report.indexes[FORK].counts == {"yes": 4, "no": 4}
-    assert report.indexes[FORK + 1].counts == {"yes": 8}
+    assert report.indexes[FORK].counts == {"yes": 8, "no": 8}
+    assert report.indexes[FORK + 1].counts == {"yes": 16}
+    assert report.p_values[FORK] < 0.01  # 8/8 then 16/0: a regrouping that extreme has p = 0.0024
     assert report.shifts[FORK] == 0.5 and max(s for i, s in enumerate(report.shifts) if i != FORK) == 0.0
     assert report.plot(tmp_path / "forks.png").stat().st_size > 1000
     assert '"forks": [\n  ' + str(FORK) in report.to_json(tmp_path / "forks.json").read_text()
@@ -76,8 +77,27 @@ def test_find_forks_uses_total_variation() -> None:
         IndexOutcomes(index=1, token="b", counts={"x": 6, "y": 4}),
         IndexOutcomes(index=2, token="c", counts={"y": 10}),
     ]
-    forks, shifts = find_forks(rows, threshold=0.5)
+    forks, shifts, p_values = find_forks(rows, threshold=0.5)
     assert forks == [1] and shifts == pytest.approx([0.1, 0.6])
+    assert p_values[1] < 0.05 < p_values[0]
+
+
+def test_a_shift_that_sampling_noise_explains_is_no_fork() -> None:
+    """Two groups of 8 answers from one spread-out distribution often differ by TV 0.5 or more;
+    the permutation test keeps them from counting as forks. A real jump passes it."""
+    noisy = [
+        IndexOutcomes(index=0, token="a", counts={"1": 2, "2": 2, "3": 2, "4": 1, "5": 1}),
+        IndexOutcomes(index=16, token="b", counts={"1": 1, "6": 2, "7": 2, "8": 2, "9": 1}),
+    ]
+    forks, shifts, p_values = find_forks(noisy, threshold=0.5, alpha=0.05)
+    assert shifts[0] >= 0.5 and p_values[0] > 0.05 and forks == []
+    jump = [
+        IndexOutcomes(index=0, token="a", counts={"pass": 8, "fail": 8}),
+        IndexOutcomes(index=16, token="b", counts={"fail": 16}),
+    ]
+    assert find_forks(jump, threshold=0.5, alpha=0.05)[0] == [0]
+    assert shift_p_value({"x": 4, "y": 4}, {"x": 8}) == pytest.approx(990 / 12870, abs=0.015)  # exact: 0.077
+    assert shift_p_value({"x": 3}, {"x": 5}) == 1.0  # nothing moved
 
 
 async def test_resampling_several_indexes_at_once_gives_the_same_report() -> None:

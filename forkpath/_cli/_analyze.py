@@ -45,6 +45,13 @@ def forks(
         help="Most tokens of an answer (a continuation from token t gets the rest).",
     ),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="TV shift that marks a fork."),
+    alpha: float = typer.Option(
+        0.05,
+        "--alpha",
+        min=0.0,
+        max=1.0,
+        help="Largest permutation-test p-value of a fork's shift (1: no test).",
+    ),
     out: Path = typer.Option(Path("runs/forks"), "--out", help="Directory for forks.json and forks.png."),
     store: str | None = typer.Option(
         None, "--store", help="Cache continuations in this store (path or redis://)."
@@ -75,6 +82,7 @@ def forks(
                 stride=stride,
                 max_tokens=max_tokens,
                 threshold=threshold,
+                alpha=alpha,
                 store_url=store,
                 threads=threads,
                 parallel=parallel,
@@ -120,6 +128,7 @@ async def analyze_task(
     stride: int = 1,
     max_tokens: int = 256,
     threshold: float = 0.5,
+    alpha: float = 0.05,
     store_url: str | None = None,
     threads: int | None = None,
     parallel: int = 1,
@@ -168,6 +177,7 @@ async def analyze_task(
             stride=stride,
             max_tokens=max_tokens,
             threshold=threshold,
+            alpha=alpha,
             parallel=parallel,
         )
         report.task = task_ref

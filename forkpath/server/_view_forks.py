@@ -117,7 +117,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def fork_rows(report: ForkReport) -> list[dict[str, Any]]:
-    """One row per forking token: its token, the TV shift, the outcomes resampled from its
+    """One row per forking token: its token, the TV shift and its p-value, the outcomes resampled from its
     index (the token may still change) and from the next analysed one (it is fixed)."""
     at = {ix.index: n for n, ix in enumerate(report.indexes)}
     rows = []
@@ -129,6 +129,7 @@ def fork_rows(report: ForkReport) -> list[dict[str, Any]]:
                 "index": fork,
                 "token": before.token,
                 "shift": report.shifts[n] if n < len(report.shifts) else None,
+                "p": report.p_values[n] if n < len(report.p_values) else None,
                 "before": _counts(before.counts),
                 "after": _counts(after.counts) if after is not None else "",
                 "branch": fork in report.coinciding(),

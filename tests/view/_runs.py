@@ -193,8 +193,8 @@ def forks_run(root: Path, name: str = "forks") -> Path:
             [Message(role="user", content="pick one")],
             model.tokenize(FORKS_ANSWER),
             outcome=last_word,
-            samples=8,
-            max_tokens=8,
+            samples=16,
+            max_tokens=32,
         )
     )
     report.task = "demo/0"

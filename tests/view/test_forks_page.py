@@ -45,17 +45,18 @@ def test_the_page_marks_the_planted_fork_on_the_chart_the_table_and_the_tokens(r
     assert re.findall(r'data-outcome="([^"]+)"', text) == ["say", "yes", "no"]
     assert re.findall(r'<line class="fork" data-index="(\d+)"', text) == [str(FORKS_AT)]
     assert text.count("<circle") == 3 * (len(FORKS_ANSWER) + 1)
-    assert f"index {FORKS_AT} &#x27;X&#x27;: yes 4 of 8" in text
-    # the table: the token, the TV shift, P(base) before and after
+    assert f"index {FORKS_AT} &#x27;X&#x27;: yes 8 of 16" in text
+    # the table: the token, the TV shift and its p-value, the outcomes before and after
     rows = re.findall(r'<tr data-index="(\d+)">(.*?)</tr>', text, re.S)
     assert [int(i) for i, _ in rows] == [FORKS_AT]
     cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[0][1], re.S)]
-    assert cells[1:5] == ["X", "0.50", "no 4, yes 4", "yes 8"]
+    assert cells[1:3] == ["X", "0.50"] and float(cells[3]) < 0.01
+    assert cells[4:6] == ["no 8, yes 8", "yes 16"]
     # the answer's tokens, the fork among them
     tokens = re.findall(r'<span class="tok([^"]*)" data-i="(\d+)" title="([^"]*)">([^<]*)</span>', text)
     assert "".join(t[3] for t in tokens) == FORKS_ANSWER
     assert [int(i) for css, i, _, _ in tokens if "fork" in css] == [FORKS_AT]
-    assert "forking token" in tokens[FORKS_AT][2] and "say 0 of 8" in tokens[FORKS_AT][2]
+    assert "forking token" in tokens[FORKS_AT][2] and "say 0 of 16" in tokens[FORKS_AT][2]
     assert re.search(r'id="fork-count">1<', text) and re.search(r'id="base-outcome">say<', text)
 
 
