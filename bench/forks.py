@@ -44,6 +44,16 @@ def windows_with_branch_point(report: ForkReport) -> float:
     return hit / len(starts)
 
 
+def shifts_by_branch_point(report: ForkReport) -> tuple[list[float], list[float]]:
+    """The TV shifts of the analysed windows that hold a branch point, and of those that do not."""
+    points = report.branch_points
+    held: list[float] = []
+    free: list[float] = []
+    for ix, shift in zip(report.indexes, report.shifts, strict=False):
+        (held if any(ix.index <= b < ix.index + report.stride for b in points) else free).append(shift)
+    return held, free
+
+
 def row(ref: str, report: ForkReport, seconds: float, tokens: int, calls: int, cached: int) -> dict[str, Any]:
     token_at = {ix.index: ix.token for ix in report.indexes}
     shared = report.coinciding()
@@ -62,6 +72,8 @@ def row(ref: str, report: ForkReport, seconds: float, tokens: int, calls: int, c
         "branch_points": len(report.branch_points),
         "forks_at_branch_point": len(shared),
         "chance": round(windows_with_branch_point(report), 3),
+        "shifts_at_branch_points": shifts_by_branch_point(report)[0],
+        "shifts_elsewhere": shifts_by_branch_point(report)[1],
     }
 
 
@@ -98,6 +110,15 @@ def table(rows: list[dict[str, Any]]) -> str:
         )
     else:
         lines.append("\nno forking tokens found")
+    for dataset in sorted({r["problem"].split("/")[0] for r in rows}):
+        mine = [r for r in rows if r["problem"].startswith(dataset + "/")]
+        held = [x for r in mine for x in r["shifts_at_branch_points"]]
+        free = [x for r in mine for x in r["shifts_elsewhere"]]
+        if held and free:
+            lines.append(
+                f"{dataset}: mean TV shift over a window holding a branch point {sum(held) / len(held):.3f} "
+                f"({len(held)} windows), over one holding none {sum(free) / len(free):.3f} ({len(free)} windows)"
+            )
     return "\n".join(lines)
 
 

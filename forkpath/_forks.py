@@ -192,7 +192,9 @@ async def analyze_forks(
 
     ``max_tokens`` bounds a whole answer, as it bounded the base answer: a continuation from
     index ``t`` gets the rest, ``max_tokens - t`` (or ``len(answer) - t`` for a longer given
-    answer), so every resampled answer has the base answer's length budget.
+    answer), so every resampled answer has the base answer's length budget. The end of an answer
+    that used the whole budget is not analysed: nothing is left to resample there, and the cut
+    answer's outcome would show as a fork of the budget, not of a token.
 
     ``parallel`` indexes are resampled at once: their ``parallel * samples`` continuations go
     to the model together (the local engine decodes them in one batch)."""
@@ -206,21 +208,20 @@ async def analyze_forks(
     judging = asyncio.Lock()
 
     async def resample(t: int) -> IndexOutcomes:
+        token = tm.detokenize([answer[t]]) if t < len(answer) else ""
         request = GenerateRequest(
-            prompt_tokens=(*prompt, *answer[:t]),
-            max_tokens=max(1, length - t),
-            temperature=temperature,
-            seed=seed,
+            prompt_tokens=(*prompt, *answer[:t]), max_tokens=length - t, temperature=temperature, seed=seed
         )
         async with limit:
             results = await model.generate_n(request, samples)
         head = tm.detokenize(answer[:t])
         async with judging:  # one outcome at a time: a sandboxed verifier run hung when two overlapped
             labels = [await outcome(head + r.text) for r in results]
-        token = tm.detokenize([answer[t]]) if t < len(answer) else ""
         return IndexOutcomes(index=t, token=token, counts=dict(Counter(labels)))
 
-    rows = list(await gather_all(*(resample(t) for t in range(0, len(answer) + 1, stride))))
+    # from the end of an answer that used the whole budget nothing can be resampled: no index there
+    indexes = [t for t in range(0, len(answer) + 1, stride) if t < length]
+    rows = list(await gather_all(*(resample(t) for t in indexes)))
     forks, shifts, p_values = find_forks(rows, threshold, alpha)
     rows_lp = await teacher_force(model, prompt, answer)
     top1 = np.exp(rows_lp[: len(answer)].max(axis=1))

@@ -68,7 +68,12 @@ async def test_a_continuation_gets_the_rest_of_the_answers_token_budget() -> Non
     assert {k - prompt: v for k, v in model.budgets.items()} == {0: 40, 8: 32, 16: 24}
     model.budgets.clear()
     await analyze_forks(model, MESSAGES, answer, outcome=last_word, samples=1, stride=8, max_tokens=4)
-    assert {k - prompt: v for k, v in model.budgets.items()} == {0: 16, 8: 8, 16: 1}  # a longer given answer
+    # a given answer longer than max_tokens is the budget; its end is not analysed
+    assert {k - prompt: v for k, v in model.budgets.items()} == {0: 16, 8: 8}
+    report = await analyze_forks(
+        model, MESSAGES, answer, outcome=last_word, samples=3, stride=8, max_tokens=4
+    )
+    assert [ix.index for ix in report.indexes] == [0, 8]
 
 
 def test_find_forks_uses_total_variation() -> None:
