@@ -57,6 +57,7 @@ def shifts_by_branch_point(report: ForkReport) -> tuple[list[float], list[float]
 def row(ref: str, report: ForkReport, seconds: float, tokens: int, calls: int, cached: int) -> dict[str, Any]:
     token_at = {ix.index: ix.token for ix in report.indexes}
     shared = report.coinciding()
+    held, free = shifts_by_branch_point(report)
     return {
         "problem": ref,
         "base_outcome": report.base_outcome,
@@ -72,8 +73,8 @@ def row(ref: str, report: ForkReport, seconds: float, tokens: int, calls: int, c
         "branch_points": len(report.branch_points),
         "forks_at_branch_point": len(shared),
         "chance": round(windows_with_branch_point(report), 3),
-        "shifts_at_branch_points": shifts_by_branch_point(report)[0],
-        "shifts_elsewhere": shifts_by_branch_point(report)[1],
+        "shifts_at_branch_points": held,
+        "shifts_elsewhere": free,
     }
 
 
