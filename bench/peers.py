@@ -250,14 +250,43 @@ def report(args: argparse.Namespace) -> None:
         for s in samples
         if not _same(its_hub_reading(s["text"]), extract_number(s["text"]))
     ]
+    labels = person_labels()
     print(
         f"\nextraction: {len(samples)} samples, its_hub's reading and forkpath's differ on {len(disagreements)}"
+        " (person: the label a person gave it in the extraction test data)"
     )
+    sides: dict[str, int] = {}
     for s, theirs, ours in disagreements:
-        tail = " ".join(s["text"].split())[-110:]
-        print(
-            f"  {s['task']:<11} ref {s['reference']:<6} its_hub {theirs[:12]!r:<14} forkpath {ours!r:<10} …{tail}"
+        person = labels.get((s["system"], s["task"], s["text"]), "?")
+        side = (
+            "unlabelled"
+            if person == "?"
+            else "forkpath"
+            if _same_label(person, ours)
+            else "its_hub"
+            if _same(theirs, person)
+            else "neither"
         )
+        sides[side] = sides.get(side, 0) + 1
+        tail = " ".join(s["text"].split())[-100:]
+        print(
+            f"  {s['task']:<11} ref {s['reference']:<6} its_hub {theirs[:12]!r:<14} forkpath {ours!r:<10}"
+            f" person {person!r:<8} …{tail}"
+        )
+    if disagreements:
+        print("the person's reading agrees with: " + ", ".join(f"{k} {v}" for k, v in sorted(sides.items())))
+
+
+def person_labels() -> dict[tuple[str, str, str], str | None]:
+    """The labels of the extraction test data (``bench/gsm8k_label.py``) by system, task and text
+    (a sample index recurs across runs; the text says which run's sample was labelled)."""
+    data = Path(__file__).resolve().parent.parent / "tests" / "verifiers" / "data" / "gsm8k_solutions.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    return {(r["system"], r["task"], r["text"]): r["label"] for r in rows}
+
+
+def _same_label(label: str | None, ours: str | None) -> bool:
+    return ours is label if label is None or ours is None else numbers_equal(label, ours)
 
 
 def _same(theirs: str, ours: str | None) -> bool:

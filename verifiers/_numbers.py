@@ -14,7 +14,7 @@ and only then falls back to the last number of the whole text. Reading a stateme
    has no number (``41 - 7M``), and the statement is skipped.
 4. Units, percent signs and trailing words after the number are ignored (``$18.00 per hour``).
 
-A box that is empty or never closed is not a statement: it is skipped, never cut into a
+A number the text ends inside (``15,0``: a solution cut off mid-number) is not read. A box that is empty or never closed is not a statement: it is skipped, never cut into a
 fragment; the digits of a box left open at the end (a solution cut off inside it) count only
 when the rest of the text has no number. The number comes back canonical (``1,000.50`` → ``1000.5``, ``18.00`` → ``18``,
 ``\\frac{6}{4}`` → ``1.5``, ``1/3`` stays ``1/3``), so equal numbers are equal strings.
@@ -38,6 +38,7 @@ _NUMBER = re.compile(
     r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!,\d{3})(?!st\b|nd\b|rd\b|th\b|\d)"  # not 80th
     r"|(?<![\w.])-?\.\d+"
 )
+_CUT_NUMBER = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})*,\d{1,2}$")  # "15,0": cut off mid-number
 _FRACTION = re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}")
 _ANY_FRACTION = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _UNKNOWN_BEFORE = re.compile(
@@ -272,6 +273,9 @@ def extract_number(text: str) -> str | None:
         >>> extract_number("Each box holds 6, so 4 boxes hold 24.\\nThe answer is N.")
         '24'
     """
+    cut_number = _CUT_NUMBER.search(text)
+    if cut_number:  # "... the difference is 15,0": the text ends inside a number, a fragment
+        text = text[: cut_number.start()]
     for _, statement in reversed(statements(text)):
         number, decided = read_number(statement)
         if decided:

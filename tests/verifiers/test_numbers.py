@@ -87,6 +87,12 @@ READING = [
     # no statement: the last number of the text
     ("I think it's 7 apples and then 12 pears", "12"),
     ("She has 41 apples and 7M left", "41"),
+    # a solution cut off inside a number: the fragment is not read
+    ("Job B pays $10.\n- The difference is \\(15,0", "10"),
+    ("The answer is 1,20", None),
+    ("A is 3. The answer is 1,234,5", "3"),
+    ("The total is 15,000", "15000"),
+    ("They bought 4, 5, 6", "6"),
     ("no numbers here", None),
     ("", None),
 ]
