@@ -131,7 +131,8 @@ def canonical(number: str) -> str | None:
     """``number`` (``1,000.50``, ``-3``, ``6/4``) as a canonical string, or None if it is not one."""
     number = number.replace(",", "").strip()
     try:
-        value = Fraction(number)
+        numerator, slash, denominator = number.partition("/")  # "-8/-2": signs on both parts
+        value = Fraction(numerator.strip()) / Fraction(denominator.strip()) if slash else Fraction(number)
     except (ValueError, ZeroDivisionError):
         return None
     denominator = value.denominator
@@ -252,8 +253,10 @@ def last_number(text: str) -> str | None:
         suffix = _VARIABLE_SUFFIX.match(text, match.end())
         if suffix is not None and suffix.group() not in _UNIT_LETTERS:
             continue
-        fraction = re.match(r"\s*/\s*(\d+)(?![\d.])", text[match.end() :])
-        before = re.search(r"(\d+)\s*/\s*$", text[: match.start()])
+        fraction = re.match(r"\s*/\s*(-?\d+)(?![\d.])", text[match.end() :])
+        if fraction and _VARIABLE_SUFFIX.match(text, match.end() + fraction.end()):
+            continue  # "75/2x": a coefficient of x, not a number
+        before = re.search(r"(?<![\w.])(-?\d+)\s*/\s*$", text[: match.start()])
         if before:  # the denominator of a fraction: the fraction is the number
             return canonical(f"{before.group(1)}/{match.group()}")
         if fraction:

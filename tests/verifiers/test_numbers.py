@@ -87,6 +87,11 @@ READING = [
     # no statement: the last number of the text
     ("I think it's 7 apples and then 12 pears", "12"),
     ("She has 41 apples and 7M left", "41"),
+    # a fraction with signs, a fraction glued to a variable (a coefficient), in the fallback
+    ("Divide by -2: \\[ N = \\frac{-8}{-2} \\] so \\[ N", "4"),
+    ("x = 8/-2 and then", "-4"),
+    ("mod 75, so x = \\frac{75}{2}x and then", "75"),
+    ("so Y = (1/3) * B", "1/3"),
     # a solution cut off inside a number: the fragment is not read
     ("Job B pays $10.\n- The difference is \\(15,0", "10"),
     ("The answer is 1,20", None),
