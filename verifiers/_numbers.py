@@ -131,8 +131,8 @@ def canonical(number: str) -> str | None:
     """``number`` (``1,000.50``, ``-3``, ``6/4``) as a canonical string, or None if it is not one."""
     number = number.replace(",", "").strip()
     try:
-        numerator, slash, denominator = number.partition("/")  # "-8/-2": signs on both parts
-        value = Fraction(numerator.strip()) / Fraction(denominator.strip()) if slash else Fraction(number)
+        top, slash, bottom = number.partition("/")  # "-8/-2": signs on both parts
+        value = Fraction(top.strip()) / Fraction(bottom.strip()) if slash else Fraction(number)
     except (ValueError, ZeroDivisionError):
         return None
     denominator = value.denominator

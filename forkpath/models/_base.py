@@ -77,6 +77,8 @@ class Model(ABC):
         self.retry = retry or RetryPolicy()
         self.cache = cache
         self.max_concurrency = max_concurrency
+        self.sampling_defaults: dict[str, Any] = {}
+        """Sampler settings applied to requests that leave them unset (the ``sampling`` option)."""
         # One semaphore per event loop: a model may outlive a loop (run_sync twice, a test per loop).
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
@@ -111,9 +113,15 @@ class Model(ABC):
         ``constrained_decoding`` capability) is met by sampling and verifying
         (:meth:`_generate_verified`).
         """
+        request = self.with_sampling_defaults(request)
         if request.constraint is not None and not self._enforces(request):
             return await self._generate_verified(request)
         return await self._generate_once(request)
+
+    def with_sampling_defaults(self, request: GenerateRequest) -> GenerateRequest:
+        """``request`` with this model's sampler defaults in the fields it does not set."""
+        update = {k: v for k, v in self.sampling_defaults.items() if k not in request.model_fields_set}
+        return request.model_copy(update=update) if update else request
 
     def _enforces(self, request: GenerateRequest) -> bool:
         """Whether this backend itself makes every output meet ``request.constraint`` (token
@@ -177,6 +185,7 @@ class Model(ABC):
             >>> async for chunk in model.stream(request):
             ...     print(chunk.text, end="", flush=True)
         """
+        request = self.with_sampling_defaults(request)
         if request.constraint is not None and not self._enforces(request):
             verified = await self._generate_verified(request)  # only a verified output is shown
             yield GenerateChunk(text=verified.text, tokens=verified.tokens, result=verified)

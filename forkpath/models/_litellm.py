@@ -28,6 +28,7 @@ from forkpath._concurrency import gather_all
 from forkpath._errors import (
     AuthenticationError,
     BadRequestError,
+    ConfigError,
     ContextWindowError,
     ModelError,
     ModelNotFoundError,
@@ -143,8 +144,12 @@ def response_format(request: GenerateRequest, api_base: str | None) -> dict[str,
     }
 
 
-def capabilities_for(model_id: str, api_base: str | None = None) -> ModelCapabilities:
-    """What forkpath assumes ``model_id`` returns, from its provider (raises for unknown models)."""
+def capabilities_for(
+    model_id: str, api_base: str | None = None, sampling: dict[str, Any] | None = None
+) -> ModelCapabilities:
+    """What forkpath assumes ``model_id`` returns, from its provider (raises for unknown models,
+    and for ``sampling`` defaults the provider does not take: a :class:`ConfigError` at load,
+    not a failure on every request)."""
     litellm = _litellm()
     try:
         _, provider, _, _ = litellm.get_llm_provider(model_id, api_base=api_base)
@@ -153,6 +158,12 @@ def capabilities_for(model_id: str, api_base: str | None = None) -> ModelCapabil
             f"unknown model {model_id!r}: litellm knows no provider for it "
             "(use provider/model, e.g. openai/gpt-4o-mini, or local/..., llamacpp/<path.gguf>)"
         ) from e
+    if sampling:
+        try:
+            sampling_params(GenerateRequest(prompt="", **sampling), model_id, provider, api_base)
+        except BadRequestError as e:
+            reason = str(e.args[0]).removeprefix(f"{model_id}: ")
+            raise ConfigError(f"model {model_id}: options.sampling: {reason}") from None
     return _guess_capabilities(model_id, provider, api_base)
 
 
@@ -279,6 +290,7 @@ class LiteLLMModel(Model):
         greedy ones and constrained ones, the samples are concurrent requests bounded by the
         model's concurrency limit (:meth:`Model.generate_n`).
         """
+        request = self.with_sampling_defaults(request)
         if n < 2 or not self._samples_in_one_request(request):
             return await super().generate_n(request, n)
         self.check_request(request)

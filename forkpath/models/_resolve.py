@@ -30,6 +30,22 @@ from forkpath.models._base import GenerationCache, Model, RetryPolicy
 from forkpath.models._types import ModelCapabilities
 
 
+class SamplingDefaults(BaseModel):
+    """The sampler settings a model applies to every request that does not set them itself:
+    the settings a server would apply by default (llama.cpp's server: top-k 40, top-p 0.95,
+    min-p 0.05, repeat penalty 1.1), made explicit and the same in-process and over HTTP.
+    Unset, a request keeps forkpath's defaults (the model's own distribution: all off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+
+
 class ModelOptions(BaseModel):
     """Options every backend takes (a backend's own options model extends this)."""
 
@@ -42,6 +58,9 @@ class ModelOptions(BaseModel):
     capabilities: ModelCapabilities | None = None
     """What the model can return, when the backend's own account is wrong (an endpoint that
     returns fewer logprobs than its provider usually does; a test model that lacks one)."""
+    sampling: SamplingDefaults | None = None
+    """Sampler settings for every request that does not set its own (``top_k``, ``min_p``,
+    ``repetition_penalty``, ...; a strategy's ``temperature`` stays the strategy's)."""
 
 
 class LlamaCppOptions(ModelOptions):
@@ -139,6 +158,8 @@ class Backend:
         model = self.create(model_id, parsed, cache)
         if parsed.capabilities is not None:
             model.capabilities = parsed.capabilities
+        if parsed.sampling is not None:
+            model.sampling_defaults = parsed.sampling.model_dump(exclude_none=True)
         return model
 
     def static_capabilities(self, model_id: str, options: ModelOptions) -> ModelCapabilities:
@@ -189,8 +210,12 @@ def _create_litellm(model_id: str, options: LiteLLMOptions, cache: GenerationCac
 
 def _given(options: ModelOptions) -> dict[str, Any]:
     """The options that were set (unset ones keep the model class's own defaults), except
-    ``capabilities``, which :class:`Backend` applies to any model."""
-    return {name: getattr(options, name) for name in options.model_fields_set if name != "capabilities"}
+    ``capabilities`` and ``sampling``, which :class:`Backend` applies to any model."""
+    return {
+        name: getattr(options, name)
+        for name in options.model_fields_set
+        if name not in ("capabilities", "sampling")
+    }
 
 
 def _llamacpp_capabilities(model_id: str, options: LlamaCppOptions) -> ModelCapabilities:
@@ -218,7 +243,8 @@ def _fake_capabilities(model_id: str, options: FakeOptions) -> ModelCapabilities
 def _litellm_capabilities(model_id: str, options: LiteLLMOptions) -> ModelCapabilities:
     from forkpath.models._litellm import capabilities_for
 
-    return capabilities_for(model_id.removeprefix("litellm/"), options.api_base)
+    sampling = options.sampling.model_dump(exclude_none=True) if options.sampling else None
+    return capabilities_for(model_id.removeprefix("litellm/"), options.api_base, sampling)
 
 
 def _create_agent(model_id: str, options: AgentOptions, cache: GenerationCache | None) -> Model:

@@ -456,6 +456,33 @@ SCHEMA_CASES = [
         "options.retry.attempts",
     ),
     (
+        "unknown sampling setting",
+        _replace(
+            "default: fake/m",
+            "default:\n    model: fake/m\n    options:\n      sampling:\n        top_kk: 40",
+        ),
+        7,
+        "options.sampling.top_kk: unknown option",
+    ),
+    (
+        "sampling setting out of range",
+        _replace(
+            "default: fake/m",
+            "default:\n    model: fake/m\n    options:\n      sampling: {top_k: 40, min_p: 1.5}",
+        ),
+        6,
+        "options.sampling.min_p: Input should be less than or equal to 1",
+    ),
+    (
+        "sampling setting the provider does not take",
+        _replace(
+            "default: fake/m",
+            "default:\n    model: openai/gpt-4o-mini\n    options:\n      sampling: {top_k: 40}",
+        ),
+        4,
+        "options.sampling: provider 'openai' does not take top_k",
+    ),
+    (
         "llama.cpp option",
         _replace("default: fake/m", "default:\n    model: local/smollm2-135m\n    options: {n_ctx: 5}"),
         5,

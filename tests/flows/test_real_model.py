@@ -64,3 +64,31 @@ def test_real_model_flows_are_checked_without_loading_the_model(
     with pytest.raises(ConfigError) as info:
         Flow.from_yaml_text(REAL.replace(old, new), source="real.yaml")
     assert str(info.value).startswith(f"real.yaml:{line}: ") and fragment in str(info.value), str(info.value)
+
+
+@pytest.mark.slow
+async def test_a_models_sampling_option_reaches_every_sample_of_a_yaml_strategy(tmp_path: Path) -> None:
+    """``options: {sampling: {top_k: 1}}`` on the model: a hot self-consistency vote's samples
+    are all the greedy answer (only the likeliest token is left); without it they differ."""
+    flow = """\
+name: sampler
+models:
+  default: {model: local/smollm2-135m, options: {n_ctx: 1024, SAMPLING}}
+verifier: math_answer
+nodes:
+  vote:
+    strategy: self_consistency
+    params: {n: 3, temperature: 1.5, max_tokens: 16, early_stop: false}
+edges:
+  - {from: vote, to: end}
+"""
+    task = Task(id="m/0", prompt="What is 6*7? Answer with a number.", kind="math", answer="42")
+    greedy = await Flow.from_yaml_text(flow.replace(", SAMPLING", "").replace("1.5", "0.0")).run(
+        task, runs_dir=tmp_path
+    )
+    texts = {}
+    for name, sampling in (("top_k 1", ", sampling: {top_k: 1}"), ("free", "")):
+        result = await Flow.from_yaml_text(flow.replace(", SAMPLING", sampling)).run(task, runs_dir=tmp_path)
+        texts[name] = {c["text"] for c in result.candidates}
+    assert texts["top_k 1"] == {greedy.candidates[0]["text"]}
+    assert len(texts["free"]) > 1

@@ -297,6 +297,21 @@ async def test_top_k_and_min_p_reach_the_llama_cpp_server(llama_server: str) -> 
     assert len(free) > 1
 
 
+async def test_a_models_sampling_defaults_reach_the_server_unless_a_request_sets_its_own(
+    llama_server: str,
+) -> None:
+    """The ``sampling`` option: top_k 1 on the model makes hot samples the greedy answer; a
+    request that sets top_k itself keeps its own (the samples differ again)."""
+    model = get_model("openai/smollm2", api_base=llama_server, sampling={"top_k": 1})
+    base = GenerateRequest(messages=HELLO, max_tokens=12)
+    greedy = (await model.generate(base)).text
+    hot = base.model_copy(update={"temperature": 1.5})
+    narrowed = {(await model.generate(hot.model_copy(update={"seed": s}))).text for s in range(3)}
+    assert narrowed == {greedy}
+    own = {(await model.generate(hot.model_copy(update={"seed": s, "top_k": 0}))).text for s in range(3)}
+    assert len(own) > 1
+
+
 async def test_repetition_penalty_reaches_the_llama_cpp_server(llama_server: str) -> None:
     """Greedy decoding is deterministic, so only the penalty can change the text (it does: the
     unpenalised continuation repeats a line; a neutral 1.0 changes nothing)."""
