@@ -91,6 +91,12 @@ class _Generation(_Body):
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    top_k: int | None = Field(default=None, ge=0)
+    """Not in OpenAI's API; taken as vLLM and llama.cpp's servers take it (``extra_body``)."""
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    """As ``top_k``."""
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    """As ``top_k``."""
     logit_bias: dict[str, float] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -49,6 +49,9 @@ DEFAULT_ALLOWED = ("local/*", "fake/*")
 _STRATEGY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):(.+)$", re.DOTALL)
 _ROLE_LIST = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _ROLE_SPLIT = re.compile(r",(?=[A-Za-z_][A-Za-z0-9_]*=)")
+_SAMPLER_FIELDS = ("top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
+"""The sampler fields a plain model target takes from a request body (flows and strategies sample
+with their own settings: they refuse all but ``top_p``, which a strategy target reads itself)."""
 
 Endpoint = Literal["chat", "completions"]
 TargetKind = Literal["flow", "strategy", "model"]
@@ -311,16 +314,16 @@ class Planner:
         n = body.n or 1
         job.model_id = body.model
         job.logprobs = logprobs
+        # only the sampler fields the body gives: the others keep the model's `sampling` defaults
+        sampler = {name: getattr(body, name) for name in _SAMPLER_FIELDS if getattr(body, name) is not None}
         for given in inputs:
             for i in range(n):
                 try:
                     request = GenerateRequest(
                         **given,
+                        **sampler,
                         max_tokens=max_tokens or self.default_max_tokens,
                         temperature=temperature,
-                        top_p=1.0 if body.top_p is None else body.top_p,
-                        presence_penalty=body.presence_penalty or 0.0,
-                        frequency_penalty=body.frequency_penalty or 0.0,
                         stop=body.stops,
                         seed=seed,
                         sample_index=i,
@@ -351,7 +354,7 @@ class Planner:
             raise ConfigError(
                 f"{what} returns a chosen answer, not one model's token logprobs", where=lp_name
             )
-        for name in ("stop", "presence_penalty", "frequency_penalty"):
+        for name in ("stop", *_SAMPLER_FIELDS[1:]):
             if getattr(body, name) is not None:
                 raise ConfigError(
                     f"{what} cannot honour {name}; it is honoured by plain model targets", where=name

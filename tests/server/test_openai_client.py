@@ -137,6 +137,28 @@ def test_openai_sampling_fields_on_a_model(server: Any) -> None:
     assert [c.message.content for c in again.choices] == [c.message.content for c in reply.choices]
 
 
+def test_top_k_min_p_and_repetition_penalty_as_vllm_takes_them(server: Any) -> None:
+    """``extra_body`` sampler fields (vLLM's and llama.cpp's names) reach a model target: top_k 1
+    at a high temperature leaves only the likeliest token, so every sample is the greedy text; a
+    strategy target, which samples with its own settings, refuses them by name."""
+    client = _client(server)
+    ask: dict[str, Any] = {
+        "model": SMOLLM2,
+        "messages": [{"role": "user", "content": "Name a fruit."}],
+        "max_tokens": 8,
+    }
+    greedy = client.chat.completions.create(**ask, temperature=0).choices[0].message.content
+    narrowed = client.chat.completions.create(
+        **ask, temperature=1.5, n=3, seed=5, extra_body={"top_k": 1, "repetition_penalty": 1.0}
+    )
+    assert {c.message.content for c in narrowed.choices} == {greedy}
+    free = client.chat.completions.create(**ask, temperature=1.5, n=3, seed=5)
+    assert len({c.message.content for c in free.choices}) > 1
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(**{**ask, "model": f"best_of_n:{SMOLLM2}"}, extra_body={"min_p": 0.1})
+    assert "min_p" in str(refused.value)
+
+
 def test_streaming_with_the_official_client_delivers_usage_last(server: Any) -> None:
     client = _client(server)
     stream = client.chat.completions.create(
