@@ -119,7 +119,9 @@ def high_level(llm: Any, prompt: list[int], steps: int) -> float:
     return time.perf_counter() - started
 
 
-async def one_model(name: str, steps: int, rounds: int, problems: int, sample_tokens: int) -> None:
+async def one_model(
+    name: str, steps: int, rounds: int, problems: int, sample_tokens: int, single_only: bool = False
+) -> None:
     model = LlamaCppModel(f"local/{name}", resolve(name), n_ctx=2048, n_threads=THREADS)
     prompt = model.tokenize(humaneval_task(2).prompt, special=False)
     print(
@@ -128,6 +130,9 @@ async def one_model(name: str, steps: int, rounds: int, problems: int, sample_to
         flush=True,
     )
     await forkpath_loop(model, prompt, 1, 4)  # warm-up: page the weights in
+    if single_only:
+        await single_sequence(model, prompt, steps, rounds)
+        return
     ours: dict[int, list[float]] = {b: [] for b in SIZES}
     raw: dict[int, list[float]] = {b: [] for b in SIZES}
     differ: dict[int, int] = {}
@@ -159,6 +164,24 @@ async def one_model(name: str, steps: int, rounds: int, problems: int, sample_to
             cells.append(f"k={k}: {rate:.1f}")
         print(f"  B={width}: " + ", ".join(cells), flush=True)
 
+    await single_sequence(model, prompt, steps, rounds)
+
+    raw_loop(model, prompt, 16, steps)
+    per_seq, n_tok = KV_STATE["bytes_per_seq"], KV_STATE["tokens_per_seq"]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"\nmemory: peak RSS {rss:.0f} MiB; KV state of one sequence at B=16: {per_seq / 2**20:.1f} MiB "
+        f"for {n_tok} tokens ({per_seq / n_tok / 1024:.1f} KiB/token; the shared prompt's cells are "
+        f"held once, so each further sequence adds {(n_tok - len(prompt)) * per_seq / n_tok / 2**20:.1f} MiB)"
+    )
+
+    if problems:  # the issue's bar: a step of 8 costs what the raw loop's B=8 step costs, x 1.1
+        step8 = 8 * r1 / statistics.median(raw[8])
+        await samples_vs_greedy(name, problems, sample_tokens, step8)
+
+
+async def single_sequence(model: LlamaCppModel, prompt: list[int], steps: int, rounds: int) -> None:
+    """One sequence, interleaved: forkpath's decode loop, the raw loop, llama-cpp-python."""
     plain = new_llama(model.path, n_ctx=2048, n_threads=THREADS, verbose=False)
     single: dict[str, list[float]] = {"raw": [], "forkpath": [], "high": []}
     for _ in range(rounds):
@@ -175,19 +198,6 @@ async def one_model(name: str, steps: int, rounds: int, problems: int, sample_to
     ):
         rate = statistics.median(single[key])
         print(f"  {label:<36} {rate:>7.1f} {rate / base:>6.2f}")
-
-    raw_loop(model, prompt, 16, steps)
-    per_seq, n_tok = KV_STATE["bytes_per_seq"], KV_STATE["tokens_per_seq"]
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        f"\nmemory: peak RSS {rss:.0f} MiB; KV state of one sequence at B=16: {per_seq / 2**20:.1f} MiB "
-        f"for {n_tok} tokens ({per_seq / n_tok / 1024:.1f} KiB/token; the shared prompt's cells are "
-        f"held once, so each further sequence adds {(n_tok - len(prompt)) * per_seq / n_tok / 2**20:.1f} MiB)"
-    )
-
-    if problems:  # the issue's bar: a step of 8 costs what the raw loop's B=8 step costs, x 1.1
-        step8 = 8 * r1 / statistics.median(raw[8])
-        await samples_vs_greedy(name, problems, sample_tokens, step8)
 
 
 async def samples_vs_greedy(name: str, problems: int, max_tokens: int, step8: float) -> None:
@@ -241,12 +251,17 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=5)
     parser.add_argument("--sample-tokens", type=int, default=96)
     parser.add_argument("--threads", type=int, default=THREADS)
+    parser.add_argument(
+        "--single-only", action="store_true", help="only the single-sequence comparison (step 3)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["FORKPATH_BENCH_THREADS"] = str(args.threads)
     if args.one:
         problems = 0 if args.one.startswith("smollm2") else args.problems
-        asyncio.run(one_model(args.one, args.tokens, args.rounds, problems, args.sample_tokens))
+        asyncio.run(
+            one_model(args.one, args.tokens, args.rounds, problems, args.sample_tokens, args.single_only)
+        )
         return
     for name in args.models.split(","):
         cmd = [
@@ -262,6 +277,7 @@ def main() -> None:
             str(args.problems),
             "--sample-tokens",
             str(args.sample_tokens),
+            *(["--single-only"] if args.single_only else []),
         ]
         subprocess.run(cmd, check=True)
 
