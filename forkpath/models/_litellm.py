@@ -162,8 +162,8 @@ def capabilities_for(
         try:
             sampling_params(GenerateRequest(prompt="", **sampling), model_id, provider, api_base)
         except BadRequestError as e:
-            reason = str(e.args[0]).removeprefix(f"{model_id}: ")
-            raise ConfigError(f"model {model_id}: options.sampling: {reason}") from None
+            reason = str(e.args[0]).removeprefix(f"{model_id}: ").split(" Leave ")[0].rstrip(".")
+            raise ConfigError(f"model {model_id}: options.sampling: {reason}; remove it") from None
     return _guess_capabilities(model_id, provider, api_base)
 
 
