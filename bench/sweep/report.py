@@ -1,6 +1,6 @@
 """The markdown tables of docs/benchmarks.md from a sweep's sweep.json (and the thresholds file).
 
-    python bench/sweep/report.py runs/sweep-humaneval-test [runs/sweep-humaneval-dev/escalate.thresholds.json]
+    python bench/sweep/report.py bench/results/sweep-humaneval-test [bench/results/sweep-humaneval-dev/escalate.thresholds.json]
 
 Prints every point with its 95% bootstrap intervals, then ``escalate`` against the most accurate
 fixed configuration (the target of issue 17: its accuracy at <= 50% of its tokens and wall time).

@@ -7,10 +7,10 @@ suite=${1:-humaneval}; dev=${2:-15}; test=${3:-20}
 F=.venv/bin/forkpath
 L="flock /tmp/forkpath-bench.lock"
 grid=bench/sweep/$suite-qwen.yaml
-calib=runs/sweep-$suite-dev
+calib=bench/results/sweep-$suite-dev
 # 1. every stage on every dev task, then the thresholds reaching the best single stage's accuracy
 $L $F sweep $grid --dataset $suite --split dev --limit $dev --out $calib --calibrate escalate --target-cost 1e12
 best=$(.venv/bin/python -c "import json,sys; print(max(json.load(open(sys.argv[1]))['fitted']['stage_accuracy']))" $calib/escalate.thresholds.json)
 $L $F sweep $grid --dataset $suite --split dev --limit $dev --out $calib --calibrate escalate --target-accuracy $best
 # 2. the test split: every configuration, escalate with the thresholds fitted on dev
-$L $F sweep $grid --dataset $suite --split test --limit $test --out runs/sweep-$suite-test
+$L $F sweep $grid --dataset $suite --split test --limit $test --out bench/results/sweep-$suite-test
