@@ -13,6 +13,9 @@ Per model (one subprocess each, so peak RSS is the model's own):
    decoded alone (the default load is not batch-invariant).
 5. HumanEval: wall time of 8 samples (T 0.8) / wall time of greedy, with the engine decoding one
    sequence at a time (``n_seq_max=1``, same commit) and batched (``n_seq_max=16``).
+6. ``--shaping`` instead of 1-5: at B = 6, 8, 12, 16, the engine's measured step shaping
+   (:mod:`forkpath.models._shaping`) against one decode of all B rows and against the raw loop's
+   best split of B (one decode, or chunks of 8 or 4).
 
 Rounds are interleaved (forkpath, raw, forkpath, raw, ...) and medians kept, so load from other
 processes on a shared machine hits every variant alike. Run it under the bench lock:
@@ -119,8 +122,54 @@ def high_level(llm: Any, prompt: list[int], steps: int) -> float:
     return time.perf_counter() - started
 
 
+async def shaping(model: LlamaCppModel, prompt: list[int], steps: int, rounds: int) -> None:
+    """Step shaping: the engine's chosen split against one batch and the raw loop's best split."""
+    from forkpath.models._shaping import StepShaper
+
+    scheduler = model._engine.scheduler
+    learned = StepShaper()
+    sizes = (6, 8, 12, 16)
+    for width in sizes:  # let the shaper measure every candidate at every B first
+        scheduler.shaper = learned
+        await forkpath_loop(model, prompt, width, steps)
+    rates: dict[tuple[int, str], list[float]] = {}
+    for _ in range(rounds):
+        for width in sizes:
+            for label, shaper in (("one", None), ("shaped", learned)):
+                scheduler.shaper = shaper
+                seconds, _ = await forkpath_loop(model, prompt, width, steps)
+                rates.setdefault((width, label), []).append(width * steps / seconds)
+            for k in StepShaper.candidates(width):
+                rate = width * steps / raw_loop(model, prompt, width, steps, k)
+                rates.setdefault((width, f"raw{k}"), []).append(rate)
+    scheduler.shaper = learned
+    print(
+        f"\nstep shaping (tok/s, median of {rounds} interleaved rounds; raw: the raw loop with B in "
+        "decodes of k rows):"
+    )
+    print(
+        f"{'B':>3} {'raw best (k)':>14} {'raw one':>8} {'forkpath one':>13} {'forkpath shaped':>16} "
+        f"{'chosen k':>9} {'shaped/raw best':>16} {'shaped/one':>11}"
+    )
+    for width in sizes:
+        raw = {k: statistics.median(rates[width, f"raw{k}"]) for k in StepShaper.candidates(width)}
+        k_best = max(raw, key=lambda k: raw[k])
+        one, shaped = statistics.median(rates[width, "one"]), statistics.median(rates[width, "shaped"])
+        print(
+            f"{width:>3} {raw[k_best]:>9.1f} ({k_best:>2}) {raw[width]:>8.1f} {one:>13.1f} {shaped:>16.1f} "
+            f"{learned.best(width) or '-':>9} {shaped / raw[k_best]:>16.2f} {shaped / one:>11.2f}",
+            flush=True,
+        )
+
+
 async def one_model(
-    name: str, steps: int, rounds: int, problems: int, sample_tokens: int, single_only: bool = False
+    name: str,
+    steps: int,
+    rounds: int,
+    problems: int,
+    sample_tokens: int,
+    single_only: bool = False,
+    shaping_only: bool = False,
 ) -> None:
     model = LlamaCppModel(f"local/{name}", resolve(name), n_ctx=2048, n_threads=THREADS)
     prompt = model.tokenize(humaneval_task(2).prompt, special=False)
@@ -132,6 +181,9 @@ async def one_model(
     await forkpath_loop(model, prompt, 1, 4)  # warm-up: page the weights in
     if single_only:
         await single_sequence(model, prompt, steps, rounds)
+        return
+    if shaping_only:
+        await shaping(model, prompt, steps, rounds)
         return
     ours: dict[int, list[float]] = {b: [] for b in SIZES}
     raw: dict[int, list[float]] = {b: [] for b in SIZES}
@@ -254,13 +306,22 @@ def main() -> None:
     parser.add_argument(
         "--single-only", action="store_true", help="only the single-sequence comparison (step 3)"
     )
+    parser.add_argument("--shaping", action="store_true", help="only the step-shaping comparison (6)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["FORKPATH_BENCH_THREADS"] = str(args.threads)
     if args.one:
         problems = 0 if args.one.startswith("smollm2") else args.problems
         asyncio.run(
-            one_model(args.one, args.tokens, args.rounds, problems, args.sample_tokens, args.single_only)
+            one_model(
+                args.one,
+                args.tokens,
+                args.rounds,
+                problems,
+                args.sample_tokens,
+                args.single_only,
+                args.shaping,
+            )
         )
         return
     for name in args.models.split(","):
@@ -278,6 +339,7 @@ def main() -> None:
             "--sample-tokens",
             str(args.sample_tokens),
             *(["--single-only"] if args.single_only else []),
+            *(["--shaping"] if args.shaping else []),
         ]
         subprocess.run(cmd, check=True)
 

@@ -299,8 +299,10 @@ def fit_thresholds(
     if best is None:
         if target_accuracy is not None:
             top = max(a for a, _ in reach)
+            tasks = len(correct)
             raise ConfigError(
-                f"no thresholds reach accuracy {target_accuracy} on these tasks; the best is {top:.3f}"
+                f"no thresholds reach accuracy {target_accuracy} on these tasks; the best is {top:.4f} "
+                f"({round(top * tasks)} of {tasks} tasks)"
             )
         cheapest = min(c for _, c in reach)
         raise ConfigError(

@@ -83,6 +83,7 @@ PINNED: dict[str, set[str]] = {
         "task_set",
     },
     "forkpath.models": {
+        "SAMPLER_FIELDS",
         "Backend",
         "BundledModel",
         "Constraint",
@@ -127,6 +128,7 @@ PINNED: dict[str, set[str]] = {
         "pull_model",
         "record_tool_call",
         "record_usage",
+        "replayed_wall_s",
         "require_shared_tokenizer",
         "sample_rng",
         "sampling_distribution",

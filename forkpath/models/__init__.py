@@ -21,6 +21,7 @@ from forkpath.models._constraints import Constraint
 from forkpath.models._fake import FakeModel
 from forkpath.models._local import BundledModel, bundled_models, model_path, model_present, pull_model
 from forkpath.models._resolve import (
+    SAMPLER_FIELDS,
     Backend,
     FakeOptions,
     LiteLLMOptions,
@@ -47,11 +48,13 @@ from forkpath.models._types import (
     ToolSpec,
     TopLogprob,
     Usage,
+    replayed_wall_s,
 )
 from forkpath.models._uncertainty import entropy, entropy_lower, entropy_renorm, log_softmax, top1_margin
 from forkpath.models._usage import UsageMeter, record_tool_call, record_usage, usage_meter
 
 __all__ = [
+    "SAMPLER_FIELDS",
     "Backend",
     "BundledModel",
     "Constraint",
@@ -96,6 +99,7 @@ __all__ = [
     "pull_model",
     "record_tool_call",
     "record_usage",
+    "replayed_wall_s",
     "require_shared_tokenizer",
     "sample_rng",
     "sampling_distribution",

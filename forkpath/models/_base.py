@@ -203,10 +203,11 @@ class Model(ABC):
             yielded = False
             try:
                 async with self._semaphore(), contextlib.aclosing(self._stream(request)) as chunks:
-                    started = time.perf_counter()
+                    started, started_at = time.perf_counter(), time.time()
                     async for chunk in chunks:
                         if chunk.result is not None:
                             chunk.result.latency_s = time.perf_counter() - started
+                            chunk.result.started_at = started_at
                             await self._remember(key, chunk.result)
                             self._account(chunk.result, request)
                         yielded = True
@@ -235,6 +236,12 @@ class Model(ABC):
             replayed_completion_tokens=paid.completion_tokens + paid.replayed_completion_tokens,
             replayed_cost=paid.cost + paid.replayed_cost,
             replayed_seconds=original.latency_s + paid.replayed_seconds,
+            replayed_spans=paid.replayed_spans
+            + (
+                ((original.started_at, original.started_at + original.latency_s),)
+                if original.started_at is not None
+                else ()
+            ),
         )
         return result
 
@@ -265,9 +272,10 @@ class Model(ABC):
 
     async def _generate_with_retries(self, request: GenerateRequest) -> GenerateResult:
         async def once() -> GenerateResult:
-            started = time.perf_counter()
+            started, started_at = time.perf_counter(), time.time()
             result = await self._generate(request)
             result.latency_s = time.perf_counter() - started
+            result.started_at = started_at
             return result
 
         return await self._with_retries(once)

@@ -15,9 +15,11 @@ Who owns what:
   call; idle slots are evicted (``llama_memory_seq_rm``) least recently used first when a job
   needs a slot or cells.
 - Each step builds one ``llama_batch`` with the next token of every decoding job plus prompt
-  tokens of jobs still prefilling, decodes once, and hands each job the logits rows it asked
-  for. A job that cannot get a slot or cells waits; one cancelled by its caller is dropped, and
-  its cells freed, at the next step.
+  tokens of jobs still prefilling, decodes it, and hands each job the logits rows it asked
+  for. A step of decoding jobs only may go to ``llama_decode`` in chunks (4 + 4 rather than 8)
+  where the engine's own timings show that to be faster (:mod:`~forkpath.models._shaping`);
+  each chunk's logits are used before the next chunk is decoded. A job that cannot get a slot
+  or cells waits; one cancelled by its caller is dropped, and its cells freed, at the next step.
 
 Cells are accounted so that a job never fails half-way: a job is admitted only when the cells
 the live slots hold, plus every running job's remaining growth, plus its own, fit.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from forkpath._errors import ContextWindowError, ModelError
+from forkpath.models._shaping import StepShaper
 
 
 class Job:
@@ -148,6 +152,8 @@ class Scheduler:
         """Tokens decoded since load, prompts and generated ones."""
         self.prompt_tokens_decoded = 0
         """Prompt tokens decoded since load (what the prefix index did not save)."""
+        self.shaper: StepShaper | None = StepShaper()
+        """Chooses how each decode-only step is split into ``llama_decode`` calls (None: one)."""
         self.steps = 0
         self.batched_decode_steps = 0
         """Steps that decoded the next token of two or more sequences at once (concurrent
@@ -379,8 +385,6 @@ class Scheduler:
             target.tokens, target.spans = saved
 
     def _step(self) -> None:
-        llama_cpp = self.llama_cpp
-        batch = self.batch
         entries: list[tuple[Slot, int, int, int]] = []  # slot, token, position, row index or -1
         decoding = [s for s in self.slots if s.job is not None and s.pending is not None]
         prefilling = sorted(
@@ -405,6 +409,23 @@ class Scheduler:
             room -= end - start
         if not entries:
             return
+        rows = len(decoding)
+        if self.shaper is not None and rows == len(entries) and rows > 1:
+            chunk = self.shaper.choose(rows)
+            started = time.perf_counter()
+            for lo in range(0, rows, chunk):
+                self._decode(entries[lo : lo + chunk])
+            self.shaper.record(rows, chunk, time.perf_counter() - started)
+        else:
+            self._decode(entries)
+        self.steps += 1
+        if rows > 1:
+            self.batched_decode_steps += 1
+
+    def _decode(self, entries: list[tuple[Slot, int, int, int]]) -> None:
+        """One ``llama_decode`` of ``entries``, then each job's logits rows."""
+        llama_cpp = self.llama_cpp
+        batch = self.batch
         for i, (slot, token, pos, row) in enumerate(entries):
             batch.token[i] = token
             batch.pos[i] = pos
@@ -415,17 +436,15 @@ class Scheduler:
         code = llama_cpp.llama_decode(self.ctx, batch)
         if code != 0:
             raise ModelError(f"llama_decode failed with code {code} on a batch of {len(entries)} tokens")
-        self.steps += 1
-        if len(decoding) > 1:
-            self.batched_decode_steps += 1
         self.decoded_tokens += len(entries)
-        self.prompt_tokens_decoded += len(entries) - len(decoding)
         for slot, token, _pos, _row in entries:
+            if slot.pending is None:
+                self.prompt_tokens_decoded += 1
             slot.append(token, lambda: next(self._origins))
-        for slot in prefilling:
-            slot.fed = len(slot.tokens)
-        for slot in decoding:
-            slot.pending = None
+            if slot.pending is None:
+                slot.fed = len(slot.tokens)
+            else:
+                slot.pending = None
         for i, (slot, _token, _pos, row) in enumerate(entries):
             job = slot.job
             if row < 0 or job is None:

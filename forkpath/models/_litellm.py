@@ -159,11 +159,9 @@ def capabilities_for(
             "(use provider/model, e.g. openai/gpt-4o-mini, or local/..., llamacpp/<path.gguf>)"
         ) from e
     if sampling:
-        try:
-            sampling_params(GenerateRequest(prompt="", **sampling), model_id, provider, api_base)
-        except BadRequestError as e:
-            reason = str(e.args[0]).removeprefix(f"{model_id}: ").split(" Leave ")[0].rstrip(".")
-            raise ConfigError(f"model {model_id}: options.sampling: {reason}; remove it") from None
+        _, refused = _sampling(GenerateRequest(prompt="", **sampling), model_id, provider, api_base)
+        if refused is not None:
+            raise ConfigError(f"model {model_id}: options.sampling: {refused[0]}; remove it")
     return _guess_capabilities(model_id, provider, api_base)
 
 
@@ -323,10 +321,11 @@ class LiteLLMModel(Model):
 
     async def _call_timed(self, request: GenerateRequest, n: int) -> list[GenerateResult]:
         async def once() -> list[GenerateResult]:
-            started = time.perf_counter()
+            started, started_at = time.perf_counter(), time.time()
             results = await self._call(request, n)
             for result in results[:n]:
                 result.latency_s = time.perf_counter() - started
+                result.started_at = started_at  # the n choices of one request share its span
             return results[:n]
 
         return await self._with_retries(once)
@@ -571,6 +570,18 @@ def sampling_params(
     that differ from the neutral defaults, and a value it cannot take raises
     :class:`~forkpath.BadRequestError` naming the parameter and the provider.
     """
+    params, refused = _sampling(request, model_id, provider, api_base)
+    if refused is not None:
+        reason, field, neutral = refused
+        raise BadRequestError(f"{reason}. Leave {field} at {neutral}.", model=model_id)
+    return params
+
+
+def _sampling(
+    request: GenerateRequest, model_id: str, provider: str, api_base: str | None
+) -> tuple[dict[str, Any], tuple[str, str, float] | None]:
+    """:func:`sampling_params`' parameters, or why the provider refuses one: ``(reason, field,
+    neutral value)`` for the first setting it does not take."""
     self_hosted = api_base is not None and provider in _OPENAI_COMPATIBLE
     if provider in ("hosted_vllm", "vllm"):
         names = _EXTRA_NAMES[provider]
@@ -596,14 +607,11 @@ def sampling_params(
                 if f in _openai_params(model_id, provider)
             ]
             takes = ", ".join(["top_p", *names, *penalties])
-            raise BadRequestError(
-                f"provider {provider!r} does not take {field} (asked for {value}); it takes {takes}. "
-                f"Leave {field} at {neutral}.",
-                model=model_id,
-            )
+            reason = f"provider {provider!r} does not take {field} (asked for {value}); it takes {takes}"
+            return params, (reason, field, neutral)
     if extra:
         params["extra_body"] = extra
-    return params
+    return params, None
 
 
 def _openai_params(model_id: str, provider: str) -> list[str]:

@@ -20,30 +20,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from forkpath._errors import ConfigError
 from forkpath._registry import Registry
 from forkpath.models._base import GenerationCache, Model, RetryPolicy
-from forkpath.models._types import ModelCapabilities
+from forkpath.models._types import GenerateRequest, ModelCapabilities
+
+SAMPLER_FIELDS = ("top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
+"""The fields of :class:`GenerateRequest` that shape the sampler (besides its temperature)."""
 
 
-class SamplingDefaults(BaseModel):
-    """The sampler settings a model applies to every request that does not set them itself:
+def _unset(name: str) -> Any:
+    """``GenerateRequest``'s field ``name``, optional: its type and bounds, default None."""
+    info = GenerateRequest.model_fields[name]
+    return (
+        Annotated[info.annotation, *info.metadata] | None,
+        Field(default=None, description=info.description),
+    )
+
+
+SamplingDefaults = create_model(
+    "SamplingDefaults",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="""The sampler settings a model applies to every request that does not set them itself:
     the settings a server would apply by default (llama.cpp's server: top-k 40, top-p 0.95,
     min-p 0.05, repeat penalty 1.1), made explicit and the same in-process and over HTTP.
-    Unset, a request keeps forkpath's defaults (the model's own distribution: all off)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    repetition_penalty: float | None = Field(default=None, gt=0.0)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    Unset, a request keeps forkpath's defaults (the model's own distribution: all off). The
+    fields, their types and bounds are :class:`GenerateRequest`'s.""",
+    **{name: _unset(name) for name in SAMPLER_FIELDS},
+)
 
 
 class ModelOptions(BaseModel):
@@ -58,7 +66,7 @@ class ModelOptions(BaseModel):
     capabilities: ModelCapabilities | None = None
     """What the model can return, when the backend's own account is wrong (an endpoint that
     returns fewer logprobs than its provider usually does; a test model that lacks one)."""
-    sampling: SamplingDefaults | None = None
+    sampling: SamplingDefaults | None = None  # type: ignore[valid-type]
     """Sampler settings for every request that does not set its own (``top_k``, ``min_p``,
     ``repetition_penalty``, ...; a strategy's ``temperature`` stays the strategy's)."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -239,6 +241,11 @@ class Usage(BaseModel):
     replayed_cost: float = 0.0
     replayed_seconds: float = 0.0
     """The cached calls' latency when they were made."""
+    replayed_spans: tuple[tuple[float, float], ...] = ()
+    """When each cached call ran when it was made (wall clock start and end, seconds since the
+    epoch; calls cached before forkpath recorded it have none): calls that ran side by side
+    overlap, so their replay costs the wall time of their union (:func:`replayed_wall_s`), not
+    the sum of their latencies."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -251,11 +258,28 @@ class Usage(BaseModel):
             replayed_completion_tokens=self.replayed_completion_tokens + other.replayed_completion_tokens,
             replayed_cost=self.replayed_cost + other.replayed_cost,
             replayed_seconds=self.replayed_seconds + other.replayed_seconds,
+            replayed_spans=self.replayed_spans + other.replayed_spans,
         )
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+def replayed_wall_s(usages: Iterable[Usage]) -> float:
+    """The wall time the cached calls of ``usages`` took when they were made: the union of their
+    spans (calls that ran together count once), plus the latency of calls without a span."""
+    spans: list[tuple[float, float]] = []
+    unspanned = 0.0
+    for usage in usages:
+        spans.extend(usage.replayed_spans)
+        unspanned += usage.replayed_seconds - sum(end - start for start, end in usage.replayed_spans)
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total + max(0.0, unspanned)
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "error", "unknown"]
@@ -279,6 +303,8 @@ class GenerateResult(BaseModel):
     """Calls the model tried to write that could not be read (an agent shows them to the model)."""
     usage: Usage = Field(default_factory=Usage)
     latency_s: float = 0.0
+    started_at: float | None = None
+    """Wall clock (seconds since the epoch) when the call started."""
     cached: bool = False
     """True when the result was replayed from the generation cache."""
     log_weight: float | None = None

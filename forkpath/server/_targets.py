@@ -31,6 +31,7 @@ from forkpath import BudgetLimits, Task
 from forkpath._errors import CapabilityError, ConfigError, UnknownNameError
 from forkpath.flows import Flow
 from forkpath.models import (
+    SAMPLER_FIELDS,
     GenerateRequest,
     GenerationCache,
     Message,
@@ -49,7 +50,7 @@ DEFAULT_ALLOWED = ("local/*", "fake/*")
 _STRATEGY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):(.+)$", re.DOTALL)
 _ROLE_LIST = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _ROLE_SPLIT = re.compile(r",(?=[A-Za-z_][A-Za-z0-9_]*=)")
-_SAMPLER_FIELDS = ("top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
+_SAMPLER_FIELDS = SAMPLER_FIELDS
 """The sampler fields a plain model target takes from a request body (flows and strategies sample
 with their own settings: they refuse all but ``top_p``, which a strategy target reads itself)."""
 

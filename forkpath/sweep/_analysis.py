@@ -4,9 +4,12 @@ and the Pareto frontier of accuracy against each cost.
 A task's cost at a point is what its samples cost *when they were drawn*, whichever point drew
 them: calls answered from the sample cache count at their recorded price
 (``Usage.replayed_*``), so a budget evaluated on a prefix of a larger budget's samples costs what
-it would have cost alone. Wall seconds are the task's own wall time plus the recorded latency of
-the calls it replayed (exact when a model serves one call at a time, as a local llama.cpp engine
-does; an upper bound when calls overlap).
+it would have cost alone. Wall seconds are the task's own wall time plus the wall time the calls
+it replayed took when they were drawn: the union of their recorded spans, so samples that were
+decoded side by side (a vote of 4 in one batch) count once, not four times
+(:func:`~forkpath.models.replayed_wall_s`). A smaller budget replaying a prefix of a
+batched draw is charged that batch's time, an upper bound of what it would take alone (two of
+four samples decoded together take about as long as the four).
 
 Points are compared on the tasks every point finished (errors and timeouts count as wrong).
 """
@@ -24,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from forkpath.batch import TaskRecord
+from forkpath.models import replayed_wall_s
 from forkpath.sweep._grid import Price
 from forkpath.sweep._run import PointRun
 
@@ -95,7 +99,7 @@ def task_cost(point: str, record: TaskRecord, prices: dict[str, Price]) -> TaskC
         prompt_tokens=prompt,
         completion_tokens=completion,
         tokens=sum(prompt.values()) + sum(completion.values()),
-        wall_s=record.latency_s + sum(u.replayed_seconds for u in record.usage.values()),
+        wall_s=record.latency_s + replayed_wall_s(record.usage.values()),
         dollars=dollars,
     )
 

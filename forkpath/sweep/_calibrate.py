@@ -7,11 +7,15 @@ those the thresholds are fitted exactly (:func:`~forkpath.strategies.fit_thresho
 a threshold set makes is replayed per task without running anything again.
 
 Rows go to ``OUT/calibration.jsonl`` as tasks finish; a rerun reads them back and runs only the
-tasks without one. Samples go through the grid's store, so they are drawn once.
+tasks without one. Each row names the ladder it measured (a digest of its stages), so after a
+ladder is edited its old rows are ignored, never fitted as if they were the new ladder's.
+Samples go through the grid's store, so they are drawn once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from forkpath._errors import ConfigError
 from forkpath._types import Task
-from forkpath.models import UsageMeter, get_model, usage_meter
+from forkpath.models import UsageMeter, get_model, replayed_wall_s, usage_meter
 from forkpath.sweep._analysis import Axis
 from forkpath.sweep._grid import Grid, Price
 
@@ -32,6 +36,8 @@ class CalibrationRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task_id: str
+    ladder: str = ""
+    """Digest of the stages measured (:func:`ladder_digest`); rows of another ladder are ignored."""
     signals: list[float | None]
     correct: list[bool]
     tokens: list[int]
@@ -50,11 +56,18 @@ def _cost(meter: UsageMeter, seconds: float, prices: dict[str, Price]) -> tuple[
         price = prices.get(model)
         if price is not None:
             dollars += (prompt * price.prompt + completion * price.completion) / 1e6
-    wall = seconds + sum(u.replayed_seconds for u in meter.by_model.values())
+    wall = seconds + replayed_wall_s(meter.by_model.values())
     return tokens, wall, dollars
 
 
-def _read_rows(path: Path) -> dict[str, CalibrationRow]:
+def ladder_digest(stages: list[Any]) -> str:
+    """What a calibration row was measured on: the stages' strategies, parameters and gates
+    (not thresholds, which are what calibration fits)."""
+    spec = [s.model_dump(exclude={"threshold"}) for s in stages]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_rows(path: Path, ladder: str) -> dict[str, CalibrationRow]:
     rows: dict[str, CalibrationRow] = {}
     if not path.exists():
         return rows
@@ -63,7 +76,8 @@ def _read_rows(path: Path) -> dict[str, CalibrationRow]:
             row = CalibrationRow.model_validate_json(line)
         except ValidationError:
             continue  # a torn last line of an interrupted run: that task runs again
-        rows[row.task_id] = row
+        if row.ladder == ladder:
+            rows[row.task_id] = row
     return rows
 
 
@@ -96,7 +110,8 @@ async def collect_calibration(
     judge = _make(verifiers, judge_spec)
     verifier = _make(verifiers, spec.verifier) if spec.verifier is not None else None
     path = out_dir / "calibration.jsonl"
-    done = _read_rows(path)
+    ladder = ladder_digest(stages)
+    done = _read_rows(path, ladder)
     store = open_store(store_url)
     try:
         cache = store.generation_cache("default")
@@ -111,7 +126,7 @@ async def collect_calibration(
                 if task.id in done:
                     continue
                 row = CalibrationRow(
-                    task_id=task.id, signals=[], correct=[], tokens=[], wall_s=[], dollars=[]
+                    task_id=task.id, ladder=ladder, signals=[], correct=[], tokens=[], wall_s=[], dollars=[]
                 )
                 for stage, strategy in zip(stages, made, strict=True):
                     context = Context(models=roles, verifier=verifier)

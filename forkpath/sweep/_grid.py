@@ -221,8 +221,9 @@ def load_grid(path: str | Path, *, calibrating: str | None = None) -> Grid:
 
     Checked here: the YAML itself (as flows are), the grid's fields and types, and that every
     point makes a valid flow (strategy and verifier names, parameters and their ranges, roles).
-    The configuration being calibrated (``calibrating``) is checked without its thresholds file,
-    which calibration writes.
+    While calibrating, the configuration being calibrated (``calibrating``) is checked without
+    its thresholds file, which calibration writes, and so is every other ladder of the grid
+    (calibration reads none of them, and a grid's ladders are calibrated one at a time).
     """
     data, lines = load_yaml_file(path)
     if not isinstance(data, dict):
@@ -232,8 +233,9 @@ def load_grid(path: str | Path, *, calibrating: str | None = None) -> Grid:
     except ValidationError as e:
         raise render_validation_error(e, lines, GridSpec) from None
     grid = Grid(spec, lines, Path(path).resolve().parent)
+    ladders = {name for name, c in spec.configs.items() if c.strategy == "escalate"}
     for point in grid.points():
-        if point.config == calibrating:
+        if point.config == calibrating or (calibrating is not None and point.config in ladders):
             point.params.pop("thresholds", None)
             for stage in point.params.get("stages", []):
                 if isinstance(stage, dict) and stage.get("gate") is not None:

@@ -13,7 +13,15 @@ from forkpath import DatasetSpec, Task, load_tasks
 from forkpath._errors import ConfigError
 from forkpath.models import FakeModel
 from forkpath.strategies import Context, fit_thresholds, load_thresholds, simulate, strategies
-from forkpath.sweep import SweepConfig, analyse, calibrate_escalate, collect_calibration, load_grid, run_sweep
+from forkpath.sweep import (
+    CalibrationRow,
+    SweepConfig,
+    analyse,
+    calibrate_escalate,
+    collect_calibration,
+    load_grid,
+    run_sweep,
+)
 from forkpath.verifiers import make_verifier
 
 SMALL = {
@@ -161,3 +169,32 @@ async def test_calibration_through_the_sweep_writes_a_file_the_strategy_reads(tm
     by = {s.point: s for s in stats}
     assert by["ladder"].accuracy.mean == 1.0 > by["small"].accuracy.mean and by["large"].accuracy.mean == 0.5
     assert by["ladder"].tokens.mean < by["small"].tokens.mean + by["large"].tokens.mean
+
+
+async def test_an_edited_ladder_is_calibrated_again_not_read_from_the_old_rows(tmp_path: Path) -> None:
+    rows = [{"id": f"a{i}", "q": f"agree {i}?", "gold": 4} for i in range(2)]
+    rows += [{"id": f"s{i}", "q": f"split {i}?", "gold": 9} for i in range(2)]
+    (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = DatasetSpec(
+        name="jsonl", path=str(tmp_path / "tasks.jsonl"), fields={"prompt": "q", "answer": "gold"}
+    )  # type: ignore[arg-type]
+    tasks = load_tasks(spec)
+    text = GRID.replace("SMALL", json.dumps(SMALL)).replace("LARGE", json.dumps(LARGE))
+
+    async def calibrate(ladder: list[dict[str, object]]) -> list[CalibrationRow]:
+        (tmp_path / "grid.yaml").write_text(text.replace("LADDER", json.dumps(ladder)))
+        grid = load_grid(tmp_path / "grid.yaml", calibrating="ladder")
+        return await collect_calibration(
+            grid, "ladder", tasks, tmp_path / "dev", store_url=str(tmp_path / "s.db")
+        )
+
+    first = await calibrate(LADDER)
+    assert [len(r.signals) for r in first] == [2] * 4
+    # the same ladder with a third rung: every task is measured again, with three stages
+    longer = [{**LADDER[0]}, {**LADDER[1], "gate": "mean_logprob"}, {**LADDER[1]}]
+    second = await calibrate(longer)
+    assert [len(r.signals) for r in second] == [3] * 4
+    assert second[0].ladder != first[0].ladder
+    # and going back to the first ladder finds its own rows (no run: the store is gone)
+    (tmp_path / "s.db").unlink()
+    assert await calibrate(LADDER) == first

@@ -110,6 +110,12 @@ configs:
     with pytest.raises(ConfigError, match=r"grid.yaml:5: .*t.json: cannot read escalate thresholds"):
         load_grid(path)
     load_grid(path, calibrating="ladder")  # calibration writes the file: not needed yet
+    # a second ladder whose file does not exist yet does not stop the first's calibration
+    two = ladder + ladder.split("configs:\n")[1].replace("ladder:", "other:").replace("t.json", "o.json")
+    path = write(tmp_path, two)
+    load_grid(path, calibrating="ladder")
+    load_grid(path, calibrating="other")
+    path = write(tmp_path, ladder)
     (tmp_path / "t.json").write_text('{"gates": ["mean_logprob"], "thresholds": [0.5]}')
     with pytest.raises(
         ConfigError, match=r"grid.yaml:5: .*gates \['mean_logprob'\]; this ladder's are \['agreement'\]"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from forkpath import DatasetSpec, load_tasks
+from forkpath.models import Usage, replayed_wall_s
 from forkpath.store import open_store
 from forkpath.sweep import Price, SweepConfig, analyse, bootstrap, load_grid, pareto, run_sweep, write_outputs
 
@@ -212,3 +213,35 @@ configs:
         # the one sample of n=1 is the first of n=3's: it cost at most a third... of n=3's tokens
         assert by[("vote@n=1", task.id)].tokens < by[("vote@n=3", task.id)].tokens
         assert by[("vote@n=1", task.id)].wall_s > 0
+
+
+def test_replayed_wall_time_counts_calls_that_ran_together_once() -> None:
+    side_by_side = [Usage(replayed_seconds=2.0, replayed_spans=((10.0, 12.0),)) for _ in range(4)]
+    assert replayed_wall_s(side_by_side) == 2.0
+    one_after_another = [Usage(replayed_seconds=1.0, replayed_spans=((t, t + 1.0),)) for t in (0.0, 1.0, 5.0)]
+    assert replayed_wall_s(one_after_another) == 3.0
+    overlapping = Usage(replayed_seconds=5.0, replayed_spans=((0.0, 3.0), (2.0, 4.0)))
+    # a call cached before spans were recorded counts its whole latency
+    assert replayed_wall_s([overlapping, Usage(replayed_seconds=1.5)]) == 4.0 + 1.5
+    assert replayed_wall_s([]) == 0.0
+
+
+async def test_a_replayed_batch_costs_its_wall_time_once(tmp_path: Path) -> None:
+    # four samples drawn side by side (no early stop), each taking 0.3 s; a second configuration
+    # asking for the same four samples replays them
+    text = GRID.replace("options: {script: SCRIPT}", "options: {script: SCRIPT, latency_s: 0.3}")
+    text = text.replace("VALUES", "[4]").replace("SCRIPT", json.dumps(SCRIPT))
+    text = text.replace(
+        "  best:\n    strategy: best_of_n\n    params: {temperature: 0.8, rerank: mean_logprob}",
+        "  again:\n    strategy: self_consistency\n    params: {temperature: 0.8, early_stop: false}",
+    )
+    (tmp_path / "grid.yaml").write_text(text)
+    tasks = tasks_file(tmp_path / "tasks.jsonl")[:2]
+    runs = await run_sweep(load_grid(tmp_path / "grid.yaml"), tasks, SweepConfig(out_dir=tmp_path / "out"))
+    again = next(r for r in runs if r.point.config == "again")
+    for record in again.records:
+        (usage,) = record.usage.values()
+        assert usage.cached_calls == 4 and usage.calls == 0
+        assert usage.replayed_seconds >= 4 * 0.3  # the sum of the four latencies
+        # the four spans overlap: the replay costs the batch's wall time, not four times it
+        assert replayed_wall_s([usage]) < usage.replayed_seconds / 2
