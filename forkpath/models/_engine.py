@@ -410,7 +410,7 @@ class Scheduler:
         if not entries:
             return
         rows = len(decoding)
-        if self.shaper is not None and rows == len(entries) and rows > 1:
+        if self.shaper is not None and rows == len(entries) and StepShaper.splits(rows):
             chunk = self.shaper.choose(rows)
             started = time.perf_counter()
             for lo in range(0, rows, chunk):

@@ -45,8 +45,13 @@ class StepShaper:
         self._steps: dict[int, int] = defaultdict(int)
 
     @staticmethod
+    def splits(rows: int) -> bool:
+        """Whether a step of ``rows`` rows has a split to choose (more than four rows)."""
+        return rows > min(CHUNKS)
+
+    @staticmethod
     def candidates(rows: int) -> list[int]:
-        return [rows, *(k for k in CHUNKS if k < rows)] if rows > min(CHUNKS) else [rows]
+        return [rows, *(k for k in CHUNKS if k < rows)] if StepShaper.splits(rows) else [rows]
 
     def choose(self, rows: int) -> int:
         """The chunk size for a decode-only step of ``rows`` rows."""
@@ -54,10 +59,9 @@ class StepShaper:
         if len(options) == 1:
             return rows
         self._steps[rows] += 1
-        untried = [k for k in options if self._count[rows, k] < self.trials]
-        if untried:
-            return min(untried, key=lambda k: self._count[rows, k])
-        fastest = min(options, key=lambda k: self._mean[rows, k])
+        fastest = self.best(rows)
+        if fastest is None:  # still trying each candidate in turn
+            return min(options, key=lambda k: self._count[rows, k])
         if self._steps[rows] % self.revisit == 0:
             bound = self.margin * self._mean[rows, fastest]
             close = [k for k in options if k != fastest and self._mean[rows, k] <= bound]

@@ -50,9 +50,6 @@ DEFAULT_ALLOWED = ("local/*", "fake/*")
 _STRATEGY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):(.+)$", re.DOTALL)
 _ROLE_LIST = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _ROLE_SPLIT = re.compile(r",(?=[A-Za-z_][A-Za-z0-9_]*=)")
-_SAMPLER_FIELDS = SAMPLER_FIELDS
-"""The sampler fields a plain model target takes from a request body (flows and strategies sample
-with their own settings: they refuse all but ``top_p``, which a strategy target reads itself)."""
 
 Endpoint = Literal["chat", "completions"]
 TargetKind = Literal["flow", "strategy", "model"]
@@ -316,7 +313,9 @@ class Planner:
         job.model_id = body.model
         job.logprobs = logprobs
         # only the sampler fields the body gives: the others keep the model's `sampling` defaults
-        sampler = {name: getattr(body, name) for name in _SAMPLER_FIELDS if getattr(body, name) is not None}
+        # a plain model target takes every sampler field of the body (flows and strategies sample
+        # with their own settings: they refuse all but top_p, which a strategy target reads)
+        sampler = {name: getattr(body, name) for name in SAMPLER_FIELDS if getattr(body, name) is not None}
         for given in inputs:
             for i in range(n):
                 try:
@@ -355,7 +354,7 @@ class Planner:
             raise ConfigError(
                 f"{what} returns a chosen answer, not one model's token logprobs", where=lp_name
             )
-        for name in ("stop", *_SAMPLER_FIELDS[1:]):
+        for name in ("stop", *SAMPLER_FIELDS[1:]):
             if getattr(body, name) is not None:
                 raise ConfigError(
                     f"{what} cannot honour {name}; it is honoured by plain model targets", where=name
