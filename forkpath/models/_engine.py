@@ -410,6 +410,11 @@ class Scheduler:
         if not entries:
             return
         rows = len(decoding)
+        # Counted before decoding: a job the step finishes wakes its caller at once, and the
+        # caller must see this step counted (tests read the counters right after a call).
+        self.steps += 1
+        if rows > 1:
+            self.batched_decode_steps += 1
         if self.shaper is not None and rows == len(entries) and StepShaper.splits(rows):
             chunk = self.shaper.choose(rows)
             started = time.perf_counter()
@@ -418,9 +423,6 @@ class Scheduler:
             self.shaper.record(rows, chunk, time.perf_counter() - started)
         else:
             self._decode(entries)
-        self.steps += 1
-        if rows > 1:
-            self.batched_decode_steps += 1
 
     def _decode(self, entries: list[tuple[Slot, int, int, int]]) -> None:
         """One ``llama_decode`` of ``entries``, then each job's logits rows."""

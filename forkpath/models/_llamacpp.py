@@ -70,6 +70,7 @@ from forkpath.models._types import (
     Usage,
 )
 from forkpath.models._uncertainty import entropy, log_softmax
+from forkpath.models._usage import record_usage
 
 MAX_TOP_LOGPROBS = 100
 DEFAULT_SEQUENCES = 16
@@ -621,7 +622,14 @@ class LlamaCppModel(Model):
         decoded = request if call is None else request.model_copy(update={"constraint": call})
         job = _DecodeJob(self._engine, prompt, decoded, matcher=self.token_matcher(decoded))
         if request.max_tokens:
-            await self._run(job)
+            try:
+                await self._run(job)
+            except asyncio.CancelledError:
+                # A cancelled call (best-of-N's early stop, a budget cut) spent what it decoded:
+                # charge it to the open meters, or a strategy's cost leaves out its losers.
+                spent = Usage(calls=1, prompt_tokens=len(prompt), completion_tokens=len(job.generated))
+                record_usage(GenerateResult(model=self.id, text="", usage=spent))
+                raise
         return read_tool_calls(job.result(self.id), request, opening=forced_call_opening(request))
 
     def token_matcher(self, request: GenerateRequest) -> TokenMatcher | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from forkpath import ConfigError, ContextWindowError
-from forkpath.models import GenerateRequest, Message, get_model
+from forkpath.models import GenerateRequest, Message, get_model, usage_meter
 from forkpath.models._llamacpp import LlamaCppModel
 from forkpath.models._local import is_present, resolve
 from forkpath.models._shaping import StepShaper
@@ -81,13 +81,18 @@ async def test_cancelling_a_call_frees_its_sequence_at_the_next_step(smollm2_pat
     scheduler = model._engine.scheduler
     scheduler.forget()
     assert scheduler.held_cells() == 0
-    task = asyncio.create_task(model.generate(GenerateRequest(messages=ASK, max_tokens=500)))
+    with usage_meter() as meter:
+        task = asyncio.create_task(model.generate(GenerateRequest(messages=ASK, max_tokens=500)))
     while scheduler.decoded_tokens < len(model.chat_prefix(ASK)) + 3:  # prefilled, decoding
         await asyncio.sleep(0.05)
     assert scheduler.held_cells() > 0 and any(s.job is not None for s in scheduler.slots)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    # what it decoded before the cancel is charged to the meter open where the call began
+    spent = meter.total
+    assert spent.calls == 1 and spent.prompt_tokens == len(model.chat_prefix(ASK))
+    assert 3 <= spent.completion_tokens < 500
     for _ in range(200):
         if all(s.job is None and not s.tokens for s in scheduler.slots):
             break
