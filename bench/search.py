@@ -5,6 +5,8 @@ Rows (one model, one HumanEval subset, every row rewarded by the same *public* t
 - ``greedy``: one greedy answer;
 - ``best_of_n``: N samples at temperature 0.8, reranked by public tests, stopping at the first
   that passes them (N = the search budget: an equal generation budget);
+- ``best_of_n_in_flight_1``: the same, one sample at a time (``in_flight=1``): the next starts
+  only when the last one failed;
 - ``beam_search``, ``mcts``: step-level searches over Python statements, values from greedy
   rollouts scored by public tests, at most N model calls each;
 - ``token_tree_search``: PG-TD/Seed-CTS token-level MCTS, at most N rollouts that reach the model;
@@ -56,9 +58,26 @@ from forkpath.strategies._mcts import mcts  # noqa: F401
 from forkpath.strategies._token_tree_search import token_tree_search  # noqa: F401
 from forkpath.verifiers import PythonTestsVerifier, Verdict
 
-ROWS = ("greedy", "best_of_n", "beam_search", "mcts", "token_tree_search", "tts_cache_on", "tts_cache_off")
+ROWS = (
+    "greedy",
+    "best_of_n",
+    "best_of_n_in_flight_1",
+    "beam_search",
+    "mcts",
+    "token_tree_search",
+    "tts_cache_on",
+    "tts_cache_off",
+)
 CACHE_ROWS = ("tts_cache_on", "tts_cache_off")
-TABLE_ROWS = ("greedy", "greedy_prefilled", "best_of_n", "beam_search", "mcts", "token_tree_search")
+TABLE_ROWS = (
+    "greedy",
+    "greedy_prefilled",
+    "best_of_n",
+    "best_of_n_in_flight_1",
+    "beam_search",
+    "mcts",
+    "token_tree_search",
+)
 PREFIX = "```python\n{prompt}"
 _ARROW = re.compile(r"^(?P<call>\w+\(.*\))\s*(?:==>|==|➞|=>)\s*(?P<want>.+?)\s*$")
 
@@ -132,6 +151,8 @@ def make_row(row: str, budget: int, rollouts: int, max_tokens: int) -> Strategy:
         return strategies.create("best_of_n", n=1, temperature=0.0, max_tokens=max_tokens)
     if row == "best_of_n":
         return strategies.create("best_of_n", n=budget, temperature=0.8, max_tokens=max_tokens)
+    if row == "best_of_n_in_flight_1":  # the same samples, the next started only when one fails
+        return strategies.create("best_of_n", n=budget, temperature=0.8, max_tokens=max_tokens, in_flight=1)
     step = {
         "step": {"kind": "statement", "expansion_width": 2},
         "value": {"max_tokens": max_tokens},
@@ -197,7 +218,7 @@ async def run_cell(
 
 def report(cells: dict[str, dict[str, dict[str, Any]]], task_ids: list[str]) -> str:
     """The markdown table over the problems that every row has finished."""
-    main_rows = [r for r in ROWS if r not in CACHE_ROWS]
+    main_rows = [r for r in ROWS if r not in CACHE_ROWS and cells.get(r)]  # the rows this run has
     done = [t for t in task_ids if all(t in cells.get(row, {}) for row in main_rows)]
     lines = [
         f"Problems with every row finished: {len(done)} (HumanEval/{', '.join(t.split('/')[1] for t in done)})",
@@ -207,7 +228,7 @@ def report(cells: dict[str, dict[str, dict[str, Any]]], task_ids: list[str]) -> 
     ]
     for row in TABLE_ROWS:
         if row == "greedy_prefilled":
-            got = [cells["token_tree_search"][t] for t in done]
+            got = [cells["token_tree_search"][t] for t in done if "token_tree_search" in main_rows]
             if got:
                 n = len(got)
                 hidden_ok = sum(c["first_passed"] for c in got)
@@ -216,7 +237,7 @@ def report(cells: dict[str, dict[str, dict[str, Any]]], task_ids: list[str]) -> 
                     f"| greedy_prefilled (first rollout) | {hidden_ok}/{n} = {hidden_ok / n:.3f} | {public_ok}/{n} | 1 | - | - |"
                 )
             continue
-        got = [cells[row][t] for t in done]
+        got = [cells[row][t] for t in done if row in main_rows]
         if not got:
             continue
         lines.append(

@@ -26,6 +26,7 @@ def best_of_n(
     seed: Seed = 0,
     prompt: PromptTemplate | None = None,
     top_logprobs: TopK = 0,
+    in_flight: Count | None = None,
 ) -> Strategy:
     """Sample ``n`` candidates from ``model`` and choose the best.
 
@@ -41,6 +42,10 @@ def best_of_n(
         prompt: a template for the user message (``{prompt}`` and other task fields).
         top_logprobs: alternatives to record for each token of the chosen answer (its tokens,
             with logprob and entropy where the model gives them, go to the trace either way).
+        in_flight: samples generated at once (default: all ``n``); the next starts as one ends.
+            All at once gives the answer soonest; with ``early_stop`` fewer spend fewer tokens,
+            since samples still running when one passes are cancelled with what they decoded
+            (a batch run of many tasks keeps the local engine's batch full either way).
     """
     needs = ModelCapabilities(logprobs=rerank == "mean_logprob", top_logprobs=top_logprobs)
 
@@ -59,10 +64,13 @@ def best_of_n(
         stopped: Stopped = "done"
         calls_left = context.budget.calls_left()
         planned = n if calls_left is None else min(n, calls_left)
-        index = {
-            asyncio.ensure_future(sampler.generate(base.model_copy(update={"sample_index": i}))): i
-            for i in range(planned)
-        }
+        index: dict[asyncio.Future[GenerateResult], int] = {}
+
+        def start(i: int) -> None:
+            index[asyncio.ensure_future(sampler.generate(base.model_copy(update={"sample_index": i})))] = i
+
+        for i in range(min(planned, in_flight or planned)):
+            start(i)
         pending = set(index)
         try:
             while pending:
@@ -78,9 +86,12 @@ def best_of_n(
                         break
                 if stopped == "early_stop":
                     break
-                if pending and context.budget.exhausted():
+                if (pending or len(index) < planned) and context.budget.exhausted():
                     stopped = "budget"  # what was paid for is kept; what was not started is dropped
                     break
+                while len(index) < planned and len(pending) < (in_flight or planned):
+                    start(len(index))
+                    pending.add(next(reversed(index)))
         finally:
             await cancel_all(index)  # dropped samples stop; every error is retrieved (`done` too)
         if stopped == "done" and planned < n:

@@ -626,9 +626,11 @@ class LlamaCppModel(Model):
                 await self._run(job)
             except asyncio.CancelledError:
                 # A cancelled call (best-of-N's early stop, a budget cut) spent what it decoded:
-                # charge it to the open meters, or a strategy's cost leaves out its losers.
-                spent = Usage(calls=1, prompt_tokens=len(prompt), completion_tokens=len(job.generated))
-                record_usage(GenerateResult(model=self.id, text="", usage=spent))
+                # charge it to the open meters, or a strategy's cost leaves out its losers. One
+                # cancelled while it waited for a sequence spent nothing.
+                if job.admitted_at >= 0:
+                    spent = Usage(calls=1, prompt_tokens=len(prompt), completion_tokens=len(job.generated))
+                    record_usage(GenerateResult(model=self.id, text="", usage=spent))
                 raise
         return read_tool_calls(job.result(self.id), request, opening=forced_call_opening(request))
 

@@ -99,3 +99,31 @@ async def test_configuration_errors_come_before_any_call() -> None:
             TASK, Context({"default": chat_only}, ExactAnswer())
         )
     assert chat_only.calls == 0
+
+
+async def test_in_flight_starts_the_next_sample_as_one_ends() -> None:
+    # All at once, every sample is started before the first is checked; one at a time, the
+    # sample after the first pass is never started, and without a pass the candidates are the same.
+    eager, lazy = model("41", "42", "42", "42"), model("41", "42", "42", "42")
+    verifier = ExactAnswer()
+    first = await strategies.create("best_of_n", n=4, temperature=1.0)(
+        TASK, Context({"default": eager}, verifier)
+    )
+    second = await strategies.create("best_of_n", n=4, temperature=1.0, in_flight=1)(
+        TASK, Context({"default": lazy}, verifier)
+    )
+    assert first.answer == second.answer == "42" and second.stopped == "early_stop"
+    assert eager.calls == 4 and lazy.calls == 2
+    failing = model("41", "13", "40", "12")
+    result = await strategies.create("best_of_n", n=4, temperature=1.0, in_flight=3)(
+        TASK, Context({"default": failing}, ExactAnswer())
+    )
+    assert [c.text for c in result.candidates] == ["41", "13", "40", "12"] and failing.calls == 4
+    capped = model("40", "41", "43", "44")
+    budget = Budget(BudgetLimits(max_calls=2))
+    result = await strategies.create("best_of_n", n=4, temperature=1.0, in_flight=1)(
+        TASK, Context({"default": capped}, ExactAnswer(), budget=budget)
+    )
+    assert result.stopped == "budget" and capped.calls == 2
+    with pytest.raises(ConfigError, match="in_flight"):
+        strategies.create("best_of_n", in_flight=0)
