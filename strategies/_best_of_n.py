@@ -66,12 +66,12 @@ def best_of_n(
         planned = n if calls_left is None else min(n, calls_left)
         index: dict[asyncio.Future[GenerateResult], int] = {}
 
-        def start(i: int) -> None:
-            index[asyncio.ensure_future(sampler.generate(base.model_copy(update={"sample_index": i})))] = i
+        def start(i: int) -> asyncio.Future[GenerateResult]:
+            future = asyncio.ensure_future(sampler.generate(base.model_copy(update={"sample_index": i})))
+            index[future] = i
+            return future
 
-        for i in range(min(planned, in_flight or planned)):
-            start(i)
-        pending = set(index)
+        pending = {start(i) for i in range(min(planned, in_flight or planned))}
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -90,8 +90,7 @@ def best_of_n(
                     stopped = "budget"  # what was paid for is kept; what was not started is dropped
                     break
                 while len(index) < planned and len(pending) < (in_flight or planned):
-                    start(len(index))
-                    pending.add(next(reversed(index)))
+                    pending.add(start(len(index)))
         finally:
             await cancel_all(index)  # dropped samples stop; every error is retrieved (`done` too)
         if stopped == "done" and planned < n:
