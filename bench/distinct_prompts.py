@@ -18,6 +18,7 @@ from forkpath.models import GenerateRequest, get_model
 
 model = get_model("local/qwen2.5-coder-0.5b", n_threads=2)
 scheduler = model._engine.scheduler
+lengths: list[list[int]] = []
 tasks = [load_task(f"humaneval/{i}") for i in (0, 4, 8, 12, 16, 20, 24, 28)]
 
 
@@ -30,6 +31,7 @@ async def run(messages_list) -> float:
         *(model.generate(GenerateRequest(messages=m, max_tokens=128)) for m in messages_list)
     )
     wall = time.perf_counter() - t
+    lengths.append(sorted(o.usage.completion_tokens for o in outs))
     return sum(o.usage.completion_tokens for o in outs) / wall, scheduler.held_cells()
 
 
@@ -45,6 +47,7 @@ async def main() -> None:
     print(
         f"qwen2.5-coder-0.5b, 128 tokens each, 2 threads, decode only, median of 3 rounds; cells held after distinct: {held}"
     )
+    print(f"  answer lengths of the last round: shared {lengths[-2]}, distinct {lengths[-1]}")
     for k, v in rows.items():
         print(f"  {k:<22} {statistics.median(v):6.1f} tok/s  {[round(x, 1) for x in v]}")
 
