@@ -5,16 +5,25 @@ from batching than ``bench/parallel.py``, whose sequences share one prompt. Prom
 first (``max_tokens=1``, kept by the prefix index), so the timed part is decode: completion
 tokens of the eight greedy answers (at most 128 each) over the wall time of decoding them.
 
-    python bench/distinct_prompts.py
+    python bench/distinct_prompts.py [--flash-attn]
+
+``--flash-attn`` loads the model with llama.cpp's flash attention (forkpath's default load
+leaves it off; only ``batch_invariant`` turns it on), by wrapping the engine's ``new_llama``.
 """
 
 import asyncio
 import statistics
+import sys
 import time
 
+import forkpath.models._llamacpp as llamacpp
 from forkpath import load_task
 from forkpath._prompts import task_messages
 from forkpath.models import GenerateRequest, get_model
+
+if "--flash-attn" in sys.argv:
+    plain = llamacpp.new_llama
+    llamacpp.new_llama = lambda path, **kwargs: plain(path, flash_attn=True, **kwargs)
 
 model = get_model("local/qwen2.5-coder-0.5b", n_threads=2)
 scheduler = model._engine.scheduler
@@ -45,7 +54,7 @@ async def main() -> None:
         v, held = await run(distinct)
         rows["8 distinct prompts"].append(v)
     print(
-        f"qwen2.5-coder-0.5b, 128 tokens each, 2 threads, decode only, median of 3 rounds; cells held after distinct: {held}"
+        f"qwen2.5-coder-0.5b{' (flash attention)' if '--flash-attn' in sys.argv else ''}, 128 tokens each, 2 threads, decode only, median of 3 rounds; cells held after distinct: {held}"
     )
     print(f"  answer lengths of the last round: shared {lengths[-2]}, distinct {lengths[-1]}")
     for k, v in rows.items():
