@@ -49,6 +49,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _shared import run_together
+
 from forkpath import Task, humaneval_tasks
 from forkpath.models import Model, get_model
 from forkpath.store import Store, open_store
@@ -293,16 +295,10 @@ async def main_async(args: Any) -> None:
                 ]
                 if not todo:
                     continue
-                # Up to --concurrency problems of one row at once: the batched engine decodes their
-                # sequences in the same steps; each is charged an equal share of the chunk's wall time.
-                started = time.perf_counter()
-                done = await asyncio.gather(
-                    *(run_cell(row, t, model, search_verifier, hidden, args) for t in todo)
+                done = await run_together(
+                    [run_cell(row, t, model, search_verifier, hidden, args) for t in todo]
                 )
-                share = (time.perf_counter() - started) / len(todo)
                 for task, cell in zip(todo, done, strict=True):
-                    cell["concurrency"] = len(todo)
-                    cell["wall_share_s"] = round(share, 2)
                     await store.put_result(f"{args.run_id}/{row}", task.id, cell)
                     cells[row][task.id] = cell
                     print(json.dumps(cell), flush=True)

@@ -41,6 +41,8 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from _shared import run_together
+
 from forkpath._prompts import task_messages
 from forkpath._types import Task
 from forkpath.models import GenerateRequest, Model, Usage, get_model, usage_meter
@@ -264,16 +266,11 @@ async def bench(args: argparse.Namespace) -> None:
                 todo = [task for task in chunk if (suite, row, task.id, model.id) not in done]
                 if not todo:
                     continue
-                # Up to --concurrency problems of one row at once: the batched engine decodes their
-                # sequences in the same steps. Each problem is charged an equal share of the wall time.
-                started = time.perf_counter()
-                results = await asyncio.gather(
-                    *(run_one(suite, row, runner, task, model, suite_judge) for task in todo)
+                results = await run_together(
+                    [run_one(suite, row, runner, task, model, suite_judge) for task in todo]
                 )
-                share = (time.perf_counter() - started) / len(todo)
                 for task, result in zip(todo, results, strict=True):
-                    result["concurrency"] = len(todo)
-                    result["wall_share_s"] = round(share, 2)
+                    share = result["wall_share_s"]
                     append_result(result)
                     print(
                         f"{suite:<9} {task.id:<14} {row:<42} {'PASS' if result['passed'] else 'fail'} "
