@@ -38,6 +38,7 @@ from forkpath.models import (
     ModelCapabilities,
     Sampling,
     charge,
+    draw_token,
     sampling_distribution,
     teacher_force,
     token_model,
@@ -77,9 +78,9 @@ def accept_draft(
             total = residual.sum()
             if total <= 0.0:  # only when p == q numerically, where rejection cannot happen
                 residual, total = target[i], target[i].sum()
-            return i, int(rng.choice(residual.size, p=residual / total))
+            return i, draw_token(residual / total, rng)
     last = target[gamma] / target[gamma].sum()
-    return gamma, int(rng.choice(last.size, p=last))
+    return gamma, draw_token(last, rng)
 
 
 def accept_draft_greedy(target_logprobs: np.ndarray, draft: Sequence[int]) -> tuple[int, int]:
@@ -158,7 +159,7 @@ def speculative_decoding(
                     token = int(np.argmax(lq))
                 else:
                     q = sampling_distribution(lq, sampling)
-                    token = int(rng.choice(q.size, p=q))
+                    token = draw_token(q, rng)
                     q_rows.append(q)
                 draft.append(token)
                 if token in ends:

@@ -115,6 +115,7 @@ PINNED: dict[str, set[str]] = {
         "check_capabilities",
         "check_model",
         "choose_token",
+        "draw_token",
         "constrained",
         "entropy",
         "entropy_lower",

@@ -34,7 +34,7 @@ from forkpath.models._resolve import (
     prepare_model,
     static_capabilities,
 )
-from forkpath.models._sampling import Sampling, choose_token, sample_rng, sampling_distribution
+from forkpath.models._sampling import Sampling, choose_token, draw_token, sample_rng, sampling_distribution
 from forkpath.models._tokens import charge, teacher_force, token_model
 from forkpath.models._tool_calls import parse_tool_calls
 from forkpath.models._types import (
@@ -87,6 +87,7 @@ __all__ = [
     "check_model",
     "choose_token",
     "constrained",
+    "draw_token",
     "entropy",
     "entropy_lower",
     "entropy_renorm",

@@ -9,7 +9,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from forkpath.models import Sampling, sampling_distribution
+from forkpath.models import Sampling, draw_token, sampling_distribution
 from forkpath.models._sampling import PENALTY_WINDOW, penalty_history
 from forkpath.models._uncertainty import log_softmax
 
@@ -116,3 +116,31 @@ async def test_top_k_and_min_p_truncate_in_process_sampling() -> None:
         assert texts == {greedy}, setting
     free = {(await model.generate(hot.model_copy(update={"sample_index": i}))).text for i in range(3)}
     assert len(free) > 1
+
+
+def test_draw_token_is_rng_choice_without_its_checks() -> None:
+    """The engine draws through ``draw_token``: the same token and the same random stream as
+    ``Generator.choice(p=...)``, so a sample with a seed and index is the one it always was."""
+    logits = np.random.default_rng(3).normal(size=4096).astype(np.float32)
+    for temperature in (0.3, 0.8, 1.5):
+        probs = sampling_distribution(logits, Sampling(temperature=temperature))
+        ours, theirs = np.random.default_rng(11), np.random.default_rng(11)
+        drawn = [draw_token(probs, ours) for _ in range(200)]
+        assert drawn == [int(theirs.choice(probs.size, p=probs)) for _ in range(200)]
+        assert len(set(drawn)) > 10  # a real draw, not one token
+        assert ours.random() == theirs.random()  # the streams stayed together
+
+
+def test_the_in_place_path_gives_the_bits_of_the_masked_one() -> None:
+    """Untruncated sampling divides the log-probabilities in place; -inf entries (a
+    constraint's forbidden tokens) give what ``np.where`` gave before."""
+    logits = (np.random.default_rng(4).normal(size=2048) * 3).astype(np.float64)
+    logits[::7] = -np.inf
+    sampling = Sampling(temperature=0.7)
+    logprobs = log_softmax(logits)
+    keep = np.isfinite(logprobs)
+    scaled = np.where(keep, logprobs / sampling.temperature, -np.inf)
+    expected = np.exp(scaled - scaled.max())
+    expected = expected / expected.sum()
+    assert np.array_equal(sampling_distribution(logits, sampling), expected)
+    assert np.all(sampling_distribution(logits, sampling)[::7] == 0.0)
