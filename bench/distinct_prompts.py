@@ -5,10 +5,10 @@ from batching than ``bench/parallel.py``, whose sequences share one prompt. Prom
 first (``max_tokens=1``, kept by the prefix index), so the timed part is decode: completion
 tokens of the eight greedy answers (at most 128 each) over the wall time of decoding them.
 
-    python bench/distinct_prompts.py [--flash-attn]
+    python bench/distinct_prompts.py [--flash-attn | --no-flash-attn]
 
-``--flash-attn`` loads the model with llama.cpp's flash attention (forkpath's default load
-leaves it off; only ``batch_invariant`` turns it on), by wrapping the engine's ``new_llama``.
+The flags set the model's ``flash_attn`` load option (llama.cpp's flash attention); without
+either, forkpath's default.
 """
 
 import asyncio
@@ -16,16 +16,15 @@ import statistics
 import sys
 import time
 
-import forkpath.models._llamacpp as llamacpp
+import llama_cpp
+
 from forkpath import load_task
 from forkpath._prompts import task_messages
 from forkpath.models import GenerateRequest, get_model
 
-if "--flash-attn" in sys.argv:
-    plain = llamacpp.new_llama
-    llamacpp.new_llama = lambda path, **kwargs: plain(path, flash_attn=True, **kwargs)
-
-model = get_model("local/qwen2.5-coder-0.5b", n_threads=2)
+flash = {"--flash-attn": {"flash_attn": True}, "--no-flash-attn": {"flash_attn": False}}
+options = next((flash[a] for a in sys.argv[1:] if a in flash), {})
+model = get_model("local/qwen2.5-coder-0.5b", n_threads=2, **options)
 scheduler = model._engine.scheduler
 lengths: list[list[int]] = []
 tasks = [load_task(f"humaneval/{i}") for i in (0, 4, 8, 12, 16, 20, 24, 28)]
@@ -53,8 +52,9 @@ async def main() -> None:
         rows["8 sharing one prompt"].append((await run(shared))[0])
         v, held = await run(distinct)
         rows["8 distinct prompts"].append(v)
+    on = model._engine.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
     print(
-        f"qwen2.5-coder-0.5b{' (flash attention)' if '--flash-attn' in sys.argv else ''}, 128 tokens each, 2 threads, decode only, median of 3 rounds; cells held after distinct: {held}"
+        f"qwen2.5-coder-0.5b (flash attention {'on' if on else 'off'}), 128 tokens each, 2 threads, decode only, median of 3 rounds; cells held after distinct: {held}"
     )
     print(f"  answer lengths of the last round: shared {lengths[-2]}, distinct {lengths[-1]}")
     for k, v in rows.items():

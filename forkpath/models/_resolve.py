@@ -87,6 +87,9 @@ class LlamaCppOptions(ModelOptions):
     kv_cells: int | None = Field(default=None, ge=16, le=4_194_304)
     """KV cache cells shared by those sequences (default: twice ``n_ctx``); a call waits for
     cells rather than failing half-way."""
+    flash_attn: bool = True
+    """llama.cpp's flash-attention kernels (always on with ``batch_invariant``): faster decoding
+    and prefill here, except for many sequences sharing a long prompt (``docs/benchmarks.md``)."""
 
 
 class LiteLLMOptions(ModelOptions):

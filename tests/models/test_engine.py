@@ -172,7 +172,12 @@ async def test_leaving_a_stream_early_frees_its_sequence(smollm2: LlamaCppModel)
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"n_seq_max": 0}, "n_seq_max"), ({"kv_cells": 4}, "kv_cells"), ({"n_seq_max": "many"}, "n_seq_max")],
+    [
+        ({"n_seq_max": 0}, "n_seq_max"),
+        ({"kv_cells": 4}, "kv_cells"),
+        ({"n_seq_max": "many"}, "n_seq_max"),
+        ({"flash_attn": "maybe"}, "flash_attn"),
+    ],
 )
 def test_bad_engine_options_are_refused_by_name(options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -234,3 +239,26 @@ async def test_a_step_split_into_chunks_gives_the_one_batch_tokens(smollm2: Llam
     # the engine's own shaper measures steps of more than four rows as it decodes them
     await asyncio.gather(*(smollm2.generate(r) for r in requests))
     assert 8 in scheduler.shaper.table() or 7 in scheduler.shaper.table()
+
+
+@pytest.mark.parametrize(
+    ("options", "flash"),
+    [
+        ({"flash_attn": True}, True),
+        ({"flash_attn": False}, False),
+        ({"flash_attn": False, "batch_invariant": True}, True),
+    ],
+)
+async def test_the_flash_attn_option_reaches_the_context(options: dict[str, bool], flash: bool) -> None:
+    """``flash_attn`` from a flow's model options loads a context with llama.cpp's flash
+    attention on or off (a batch-invariant load always has it), in an engine of its own."""
+    import llama_cpp
+
+    model = get_model("local/smollm2-135m", n_ctx=256, n_threads=2, **options)
+    engine = model._engine  # type: ignore[attr-defined]
+    wanted = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    assert engine.llm.context_params.flash_attn_type == wanted
+    other = get_model("local/smollm2-135m", n_ctx=256, n_threads=2, flash_attn=not flash)
+    assert other._engine is not engine  # type: ignore[attr-defined]
+    result = await model.generate(GenerateRequest(messages=ASK, max_tokens=4))
+    assert result.usage.completion_tokens == 4
