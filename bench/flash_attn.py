@@ -8,7 +8,7 @@ one without, interleaved round by round:
 - prefill: tokens/s evaluating a long prompt (HumanEval prompts joined, about 1,800 tokens) from a
   cold cache;
 - decode: tokens/s of B = 1, 8, 16 greedy sequences continuing one prompt (short: HumanEval/2,
-  about 130 tokens; long: the prompt above), the prompt already in the KV cache, so only
+  about 80 tokens; long: the prompt above), the prompt already in the KV cache, so only
   decoding is timed;
 - how many of the B greedy texts differ between the two loads (the kernels round differently).
 

@@ -262,3 +262,11 @@ async def test_the_flash_attn_option_reaches_the_context(options: dict[str, bool
     assert other._engine is not engine  # type: ignore[attr-defined]
     result = await model.generate(GenerateRequest(messages=ASK, max_tokens=4))
     assert result.usage.completion_tokens == 4
+
+
+def test_the_options_default_is_the_engines() -> None:
+    """A flow that says nothing about ``flash_attn`` gets what a model built in code gets."""
+    from forkpath.models import LlamaCppOptions
+    from forkpath.models._llamacpp import DEFAULT_FLASH_ATTN
+
+    assert LlamaCppOptions().flash_attn is DEFAULT_FLASH_ATTN
