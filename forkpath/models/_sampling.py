@@ -141,9 +141,7 @@ def sampling_distribution(
         keep[order[0]] = True  # the most likely token always survives
         keep &= np.isfinite(logprobs)
         scaled = np.where(keep, logprobs / sampling.temperature, -np.inf)
-    elif np.isnan(logprobs).any():
-        scaled = np.where(np.isfinite(logprobs), logprobs / sampling.temperature, -np.inf)
-    else:  # the common case, in place: every value is finite or -inf, and -inf / T is -inf
+    else:  # in place: -inf / T is -inf, as np.where gave (NaN logits: draw_token refuses them)
         scaled = np.divide(logprobs, sampling.temperature, out=logprobs)
     probs = np.exp(np.subtract(scaled, scaled.max(), out=scaled), out=scaled)
     return np.divide(probs, probs.sum(), out=probs)
@@ -154,6 +152,8 @@ def draw_token(probs: np.ndarray, rng: np.random.Generator) -> int:
     ``rng.choice(probs.size, p=probs)`` give, without its checks of ``probs`` (over a 150k
     vocabulary they cost half as much again as the rest of a sampled token, or more)."""
     cdf = probs.cumsum()
+    if not np.isfinite(cdf[-1]) or cdf[-1] <= 0.0:  # Generator.choice's one check that matters here
+        raise ValueError("the probabilities contain NaN or sum to zero")
     cdf /= cdf[-1]
     return int(cdf.searchsorted(rng.random(), side="right"))
 

@@ -9,7 +9,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from forkpath.models import Sampling, draw_token, sampling_distribution
+from forkpath.models import Sampling, choose_token, draw_token, sampling_distribution
 from forkpath.models._sampling import PENALTY_WINDOW, penalty_history
 from forkpath.models._uncertainty import log_softmax
 
@@ -144,3 +144,14 @@ def test_the_in_place_path_gives_the_bits_of_the_masked_one() -> None:
     expected = expected / expected.sum()
     assert np.array_equal(sampling_distribution(logits, sampling), expected)
     assert np.all(sampling_distribution(logits, sampling)[::7] == 0.0)
+
+
+def test_nan_logits_are_refused_not_drawn_from() -> None:
+    """A broken model's NaN logits end in a ValueError, as ``Generator.choice`` gave, never in a
+    token id drawn from NaN probabilities."""
+    logits = np.zeros(1000)
+    logits[5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        choose_token(logits, Sampling(temperature=0.8), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="NaN"):
+        draw_token(np.zeros(10), np.random.default_rng(0))
